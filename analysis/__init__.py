@@ -1,0 +1,1 @@
+"""Attention against the true structure, generation evaluation, figures and reports."""

@@ -1,0 +1,1 @@
+"""End-to-end recipes (``physlm run ...``) and the ``physlm`` command line."""

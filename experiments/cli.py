@@ -1,0 +1,135 @@
+"""The ``physlm`` command line: ``physlm <stage> <command> [options]``.
+
+Options are generated from each command's config dataclasses by tyro. We chose tyro over typer
+and simple_parsing because it builds nested options straight from frozen dataclasses (our
+configs) with their docstrings as help, without a second declaration of each field.
+
+Commands are registered here by import path and imported only when run, so ``physlm --help``
+answers without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Sequence
+
+# stage -> (stage help, {command: ("module:function", command help)})
+COMMANDS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
+    "data": (
+        "generate synthetic data sets with exact per-token labels",
+        {
+            "cfg": ("tasks.cfg.cli:data_cfg", "sample CFG sentences with their labels into a HF dataset"),
+            "grammar-info": ("tasks.cfg.cli:grammar_info", "print a grammar's levels, rules and statistics"),
+            "igsm": ("tasks.igsm.cli:data_igsm", "generate iGSM problems with solutions and labels"),
+            "igsm-show": ("tasks.igsm.cli:igsm_show", "print one iGSM problem, its solution, graph, labels"),
+        },
+    ),
+    "train": (
+        "train a HookedTransformer from scratch on a task",
+        {"model": ("training.cli:train", "train (or --resume) a model on a task's data")},
+    ),
+    "probe": (
+        "fit probes with controls on a trained run",
+        {"cfg": ("probing.cli:probe_cfg", "layer-wise NT-ancestor / NT-end probes with controls")},
+    ),
+    "analyze": (
+        "attention against the true structure, generation evaluation",
+        {
+            "attention": ("analysis.cli:analyze_attention", "attention statistics against the true parse"),
+            "generation": ("analysis.cli:analyze_generation", "generation accuracy, diversity and KL"),
+        },
+    ),
+    "run": (
+        "end-to-end experiments: data, training, probing, analysis and a report",
+        {
+            "cfg": ("experiments.run_cfg:run_cfg", "the Part 1 CFG experiment (what `make demo` runs)"),
+            "igsm": ("experiments.run_igsm:run_igsm", "the Part 2 iGSM experiment"),
+        },
+    ),
+}
+
+# `physlm train ...` is a single command: its stage name is also its command.
+SINGLE_COMMAND_STAGES = {"train": "model"}
+
+
+def _available(target: str) -> bool:
+    module = target.split(":")[0]
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _load(target: str) -> Callable[..., object]:
+    module_name, func_name = target.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def _print_top_help() -> None:
+    print("usage: physlm <stage> <command> [options]\n")
+    print("physlm: train small transformers on synthetic data with known structure, then look inside.\n")
+    print("stages:")
+    for stage, (help_text, _) in COMMANDS.items():
+        print(f"  {stage:<9} {help_text}")
+    print("\n`physlm <stage> --help` lists a stage's commands; `physlm <stage> <command> --help` its options.")
+
+
+def _print_stage_help(stage: str) -> None:
+    help_text, commands = COMMANDS[stage]
+    if stage in SINGLE_COMMAND_STAGES:
+        print(f"usage: physlm {stage} [options]   ({help_text})")
+        print(f"`physlm {stage} --help` shows the options.")
+        return
+    print(f"usage: physlm {stage} <command> [options]\n\n{help_text}\n\ncommands:")
+    for name, (target, command_help) in commands.items():
+        suffix = "" if _available(target) else "  [not yet available in this version]"
+        print(f"  {name:<14} {command_help}{suffix}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``physlm`` console script."""
+    import tyro
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        _print_top_help()
+        return 0
+    if args[0] == "--version":
+        from physlm import __version__
+
+        print(f"physlm {__version__}")
+        return 0
+    stage, rest = args[0], args[1:]
+    if stage not in COMMANDS:
+        print(f"physlm: unknown stage '{stage}'; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    commands = COMMANDS[stage][1]
+    if stage in SINGLE_COMMAND_STAGES:
+        name = SINGLE_COMMAND_STAGES[stage]
+        if rest and rest[0] in ("-h", "--help") and len(rest) == 1:
+            pass  # fall through to tyro's option help
+        prog = f"physlm {stage}"
+    else:
+        if not rest or rest[0] in ("-h", "--help"):
+            _print_stage_help(stage)
+            return 0
+        name, rest = rest[0], rest[1:]
+        prog = f"physlm {stage} {name}"
+    if name not in commands:
+        print(
+            f"physlm {stage}: unknown command '{name}'; choose one of {', '.join(commands)}", file=sys.stderr
+        )
+        return 2
+    target, _ = commands[name]
+    if not _available(target):
+        print(f"{prog}: not available in this version of physlm yet", file=sys.stderr)
+        return 2
+    func = _load(target)
+    result = tyro.cli(func, args=rest, prog=prog)
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Streamed activation collection and probes, with controls by default."""

@@ -1,0 +1,51 @@
+"""Shared fixtures. Runtime shape/type checking (jaxtyping + beartype) is switched on here for
+every physlm package, before any of them is imported by a test."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from jaxtyping import install_import_hook  # noqa: E402
+
+# Every function annotated in these packages is checked at call time during the tests.
+_HOOK = install_import_hook(
+    ["physlm", "tasks", "training", "probing", "analysis", "experiments"], "beartype.beartype"
+)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def tiny_model_config():
+    """A 2-layer, 32-dim ModelConfig with a 10-token vocabulary (seeded)."""
+    from training import ModelConfig
+
+    return ModelConfig(
+        n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=64, d_vocab=10, positional="rotary", seed=0
+    )
+
+
+@pytest.fixture
+def tiny_model(tiny_model_config):
+    """A tiny seeded HookedTransformer built from :func:`tiny_model_config`."""
+    from training import build_model
+
+    return build_model(tiny_model_config)
+
+
+@pytest.fixture
+def tiny_model_factory():
+    """Build tiny seeded HookedTransformers with any ModelConfig overrides: ``factory(positional="alibi")``."""
+    from training import ModelConfig, build_model
+
+    def factory(**overrides):
+        base = dict(n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=64, d_vocab=10, seed=0)
+        base.update(overrides)
+        return build_model(ModelConfig(**base))
+
+    return factory

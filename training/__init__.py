@@ -1,0 +1,1 @@
+"""Models built and trained natively as TransformerLens HookedTransformers."""
