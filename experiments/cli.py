@@ -73,7 +73,8 @@ def _print_top_help() -> None:
     print("stages:")
     for stage, (help_text, _) in COMMANDS.items():
         print(f"  {stage:<9} {help_text}")
-    print("\n`physlm <stage> --help` lists a stage's commands; `physlm <stage> <command> --help` its options.")
+    print("\n`physlm <stage> --help` lists a stage's commands;")
+    print("`physlm <stage> <command> --help` shows a command's options.")
 
 
 def _print_stage_help(stage: str) -> None:
@@ -107,9 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     commands = COMMANDS[stage][1]
     if stage in SINGLE_COMMAND_STAGES:
+        # `physlm train --help` goes straight to tyro's option help
         name = SINGLE_COMMAND_STAGES[stage]
-        if rest and rest[0] in ("-h", "--help") and len(rest) == 1:
-            pass  # fall through to tyro's option help
         prog = f"physlm {stage}"
     else:
         if not rest or rest[0] in ("-h", "--help"):

@@ -1,0 +1,35 @@
+import subprocess
+import sys
+
+import pytest
+
+from experiments.cli import COMMANDS, main
+
+
+def test_top_level_help_lists_every_stage(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for stage in ("data", "train", "probe", "analyze", "run"):
+        assert f"  {stage}" in out
+
+
+@pytest.mark.parametrize("stage", [s for s in COMMANDS if s != "train"])
+def test_stage_help_lists_commands(stage, capsys):
+    assert main([stage, "--help"]) == 0
+    out = capsys.readouterr().out
+    for name in COMMANDS[stage][1]:
+        assert name in out
+
+
+def test_unknown_stage_and_command_fail_clearly(capsys):
+    assert main(["nope"]) == 2
+    assert "unknown stage" in capsys.readouterr().err
+    assert main(["data", "nope"]) == 2
+    assert "unknown command" in capsys.readouterr().err
+
+
+def test_console_script_help_runs_in_a_subprocess():
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "stages:" in out
