@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
 RUN_NAME := demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test test-all lint bench install clean
+.PHONY: demo test test-all lint bench install clean chromium
 
 install: $(STAMP)
 
@@ -18,15 +18,22 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-demo: $(STAMP)
+# Debian's chromium renders the report's PNGs (kaleido) and runs the report's browser test.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { echo "installing Debian's chromium (for PNG figures and the report's browser test)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	    echo "warning: could not install chromium; PNG export and the browser test will be skipped"; }
+
+demo: $(STAMP) chromium
 	@mkdir -p runs
 	$(VENV)/bin/physlm run cfg --out runs/$(RUN_NAME)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
-test-all: $(STAMP)
+test-all: $(STAMP) chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q -m "slow or not slow"
 

@@ -1,0 +1,181 @@
+"""`physlm run cfg`: the Part 1 experiment end to end (what `make demo` runs).
+
+Stages, each recorded in the run directory with its config and a ``COMPLETE.<stage>`` marker:
+train (fresh sentences from the grammar, streamed) → generation (accuracy, diversity, KL by the exact
+DP) → probe (NT-ancestor / NT-end probes with controls) → attention (attention against the true parse)
+→ report (``report.html`` + PNG figures).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Literal
+
+import tyro
+
+from analysis.config import AttentionConfig, GenerationConfig
+from physlm.config import Config
+from physlm.rundir import RunDir
+from probing.cfg_recipe import ProbeConfig
+from training.train_config import TrainConfig
+
+STAGES = ("train", "generation", "probe", "attention", "report")
+
+
+@dataclasses.dataclass(frozen=True)
+class CFGExperimentConfig(Config):
+    """Everything `physlm run cfg` does, with defaults sized for a 2-core CPU in under 10 minutes."""
+
+    grammar: str = "cfg_small"
+    """grammar preset (`physlm data grammar-info NAME`) or grammar file"""
+    preset: str = "gpt_rot-small"
+    """model preset <variant>-<size>: gpt, gpt_rot, gpt_alibi, gpt_pos, gpt_uni x tiny, small, medium, gpt2"""
+    n_layers: int | None = None
+    """override the preset's number of layers"""
+    d_model: int | None = None
+    """override the preset's width (d_mlp follows as 4 x d_model)"""
+    n_ctx: int = 128
+    """context length of the model and of the packed training windows"""
+    steps: int = 1500
+    """optimizer steps"""
+    batch_size: int = 32
+    """windows per step"""
+    lr: float = 1e-3
+    """peak learning rate (small models tolerate more than the papers' 3e-4)"""
+    warmup_steps: int = 50
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    seed: int = 0
+    """seed of the model weights and the training stream (evaluation streams use their own seeds)"""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    probe: ProbeConfig = ProbeConfig(n_train=300, n_test=150, n_boot=300)
+    generation: GenerationConfig = GenerationConfig(
+        n_samples=500, n_kl_sentences=100, n_entropy_sentences=300, corruption_fractions=(0.15,)
+    )
+    attention: AttentionConfig = AttentionConfig(n_windows=64)
+    skip: tuple[Literal["generation", "probe", "attention"], ...] = ()
+    """analysis stages to leave out"""
+
+
+def _train_config(config: CFGExperimentConfig) -> TrainConfig:
+    return TrainConfig(
+        steps=config.steps,
+        batch_size=config.batch_size,
+        seq_len=config.n_ctx,
+        lr=config.lr,
+        warmup_steps=config.warmup_steps,
+        schedule=config.schedule,
+        min_lr_ratio=0.05 if config.schedule == "cosine" else 0.0,
+        eval_every=max(1, config.steps // 10),
+        save_every=0,
+        log_every=max(1, config.steps // 100),
+        seed=config.seed,
+        device=config.device,
+    )
+
+
+def _model_config(config: CFGExperimentConfig, d_vocab: int):
+    from training import model_preset
+
+    overrides: dict = {"d_vocab": d_vocab, "n_ctx": config.n_ctx, "seed": config.seed}
+    if config.n_layers is not None:
+        overrides["n_layers"] = config.n_layers
+    if config.d_model is not None:
+        base = model_preset(config.preset)
+        overrides.update(d_model=config.d_model, d_mlp=4 * config.d_model, d_head=config.d_model // base.n_heads)
+    return model_preset(config.preset, **overrides)
+
+
+def run_cfg_experiment(out: Path, config: CFGExperimentConfig, overwrite: bool = False) -> RunDir:
+    """Run every stage into ``out`` and return the run directory (see the module docstring)."""
+    from training.tasks_registry import build_task, task_record
+    from training.trainer import Trainer
+
+    start = time.perf_counter()
+    task_options = {"grammar": config.grammar}
+    task = build_task("cfg", **task_options)
+    train_config = _train_config(config)
+    model_config = _model_config(config, task.token_table.d_vocab)
+    record = task_record("cfg", task, task_options)
+    run = RunDir.create(
+        out,
+        {"experiment": config, "train": train_config, "model": model_config, "task": record,
+         "model_preset": config.preset},
+        overwrite=overwrite,
+    )
+    run.log(f"physlm run cfg → {run.path}")
+    run.log(f"grammar {config.grammar}, model {config.preset} ({model_config.n_layers} layers, "
+            f"d_model {model_config.d_model}), {config.steps} steps x {config.batch_size} x {config.n_ctx} tokens")
+    timings: dict[str, float] = {}
+
+    stage_start = time.perf_counter()
+    with run.stage("train"):
+        trainer = Trainer(model_config, task, train_config, out_dir=run.path, task_info=record, log=run.log)
+        summary = trainer.train()
+    timings["train"] = time.perf_counter() - stage_start
+    run.log(f"trained to step {summary.step}: eval loss {summary.eval_loss} in {timings['train']:.0f} s")
+
+    device = "cuda" if str(trainer.device).startswith("cuda") else "cpu"
+    del trainer
+    if "generation" not in config.skip:
+        from analysis.cli import run_generation_analysis
+
+        stage_start = time.perf_counter()
+        run.record({"generation": config.generation})
+        with run.stage("generation"):
+            result = run_generation_analysis(run, config.generation, device)
+        timings["generation"] = time.perf_counter() - stage_start
+        run.log(f"generation: accuracy cut0 {result['accuracy_cut0']:.3f}, "
+                f"cut{result.get('cut', 50)} {result['accuracy_cut50']:.3f}, KL {result['kl']:.4g} nats/token")
+    if "probe" not in config.skip:
+        from probing.cfg_recipe import run_cfg_probes
+
+        stage_start = time.perf_counter()
+        run_cfg_probes(run.path, config.probe.replace(device=device))
+        timings["probe"] = time.perf_counter() - stage_start
+    if "attention" not in config.skip:
+        from analysis.cli import run_attention_analysis
+
+        stage_start = time.perf_counter()
+        run.record({"attention": config.attention})
+        with run.stage("attention"):
+            run_attention_analysis(run, config.attention, device)
+        timings["attention"] = time.perf_counter() - stage_start
+
+    from analysis.report_cfg import build_cfg_report
+
+    stage_start = time.perf_counter()
+    with run.stage("report"):
+        timings["report"] = 0.0
+        timings["total"] = time.perf_counter() - start
+        report = build_cfg_report(run.path, timings=timings)
+    run.log("stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+    run.log(f"done in {time.perf_counter() - start:.0f} s. Report: {report}")
+    return run
+
+
+def run_cfg(
+    out: Path | None = None,
+    config: Annotated[CFGExperimentConfig, tyro.conf.arg(name="")] = CFGExperimentConfig(),  # noqa: B008
+    overwrite: bool = False,
+) -> int:
+    """The Part 1 CFG experiment: train, evaluate generation, probe with controls, analyse attention, report.
+
+    Args:
+        out: run directory (default: runs/cfg-<timestamp>); never overwritten without --overwrite.
+        config: grammar, model, training and analysis settings.
+        overwrite: replace an existing run directory.
+    """
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads is None:
+        import torch
+
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if out is None:
+        out = Path("runs") / f"cfg-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    run = run_cfg_experiment(out, config, overwrite=overwrite)
+    print(f"\nreport: {(run.path / 'report.html').resolve()}")
+    return 0

@@ -1,0 +1,103 @@
+"""The iGSM generator's settings (one frozen config) and its presets.
+
+``med`` and ``hard`` are the papers' data sets (Part 2.1, Table in spec §1.3). ``small`` and ``tiny`` are CPU
+presets for laptop experiments (spec §8.1 proposes max_op 8-10 with max_edge 14-16; ``max_edge`` must be at
+least 12, or the official sampler's edge range can be empty).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from physlm.config import Config
+
+MOD = 23
+"""All arithmetic is modulo 23 (values 0..22)."""
+
+MIN_MAX_EDGE = 12
+"""Smallest usable ``max_edge``: d=4 layers of width 4 need 12 parent edges (spec §1.3, pitfall 6)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class IGSMConfig(Config):
+    """How iGSM problems are drawn (the official ``IdGen(style='light')`` settings) and split."""
+
+    max_op: int = 15
+    """Training problems have op = min(U{1..max_op}, U{1..max_op}) operations (ignored when ``op`` is set)."""
+    max_edge: int = 20
+    """Largest number of structure edges (= instance parameters); at least 12."""
+    op: int | None = None
+    """Exact number of operations for every problem (test sets; the paper's force=true), or None."""
+    perm_level: int | None = 5
+    """Problem sentence order: 0-4 mild shuffle (moves <= k), 5 full shuffle, 6 none, None random per
+    problem."""
+    detail_level: int = 0
+    """Solution format; only 0 (the papers' format) is implemented."""
+    p_format: Literal["pq", "qp"] = "pq"
+    """Question after the problem ('pq') or before it ('qp')."""
+    split: Literal["train", "test", "all"] = "train"
+    """Keep problems whose solution-template hash is < hash_boundary (train), >= it (test), or all."""
+    hash_boundary: int = 17
+    """Train/test bucket boundary of the template hash mod 23 (paper: 17; the official code used 16)."""
+    max_attempts: int = 20_000
+    """Give up (RuntimeError) after this many rejected hyper-parameter draws for one problem."""
+    redraw_op_after: int = 2_000
+    """Redraw an unforced target op after this many rejected draws: some small ops have only a handful of
+    templates, none of them in a narrow split, and the official loop would spin forever there."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_op <= 45:
+            raise ValueError(f"max_op must be in 1..45 (52 solution symbols), got {self.max_op}")
+        if self.max_edge < MIN_MAX_EDGE:
+            raise ValueError(
+                f"max_edge must be >= {MIN_MAX_EDGE} (4 layers of width 4 need 12 edges), got {self.max_edge}"
+            )
+        if self.op is not None and not 1 <= self.op <= 45:
+            raise ValueError(f"op must be in 1..45 (52 solution symbols), got {self.op}")
+        if self.perm_level is not None and not 0 <= self.perm_level <= 6:
+            raise ValueError(f"perm_level must be 0..6 or None, got {self.perm_level}")
+        if self.detail_level != 0:
+            raise ValueError(
+                f"only detail_level 0 (the papers' solution format) is implemented, got {self.detail_level}"
+            )
+        if not 0 <= self.hash_boundary <= MOD:
+            raise ValueError(f"hash_boundary must be in 0..{MOD}, got {self.hash_boundary}")
+
+    def hash_ok(self, bucket: int) -> bool:
+        """Whether a template-hash bucket belongs to this config's split."""
+        if self.split == "train":
+            return bucket < self.hash_boundary
+        if self.split == "test":
+            return bucket >= self.hash_boundary
+        return True
+
+
+PRESETS: dict[str, IGSMConfig] = {
+    "med": IGSMConfig(max_op=15, max_edge=20),
+    "hard": IGSMConfig(max_op=21, max_edge=28),
+    "small": IGSMConfig(max_op=8, max_edge=15),
+    "tiny": IGSMConfig(max_op=4, max_edge=12),
+}
+"""Named settings: the papers' iGSM-med and iGSM-hard, and two CPU-sized ones."""
+
+OOD_OPS: dict[str, tuple[int, ...]] = {
+    "med": (20, 21, 22, 23),
+    "hard": (28, 29, 30, 31, 32),
+    "small": (11, 12, 13),
+    "tiny": (6, 7, 8),
+}
+"""Out-of-distribution test op values per preset (papers: med 20-23, hard 28-32; small/tiny: max_op+3..+5)."""
+
+
+def preset(name: str, **changes: object) -> IGSMConfig:
+    """A preset config by name, with optional field changes (``preset('med', split='test', op=20)``)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown iGSM preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name].replace(**changes) if changes else PRESETS[name]
+
+
+def ood_configs(name: str) -> dict[int, IGSMConfig]:
+    """Test-split configs with a fixed, larger op for a preset's OOD test sets, keyed by op."""
+    base = preset(name, split="test")
+    return {op: base.replace(op=op) for op in OOD_OPS[name]}
