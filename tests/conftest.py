@@ -17,7 +17,9 @@ _HOOK = install_import_hook(
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One thread unless OMP_NUM_THREADS says otherwise: on a busy 2-core machine, two threads per test process
+# oversubscribe the cores and make small tensor work many times slower.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
 
 @pytest.fixture

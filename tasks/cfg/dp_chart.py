@@ -1,8 +1,8 @@
 """Numeric core of the exact CFG dynamic programs (:mod:`tasks.cfg.dp`): sparse log-space charts.
 
 A chart holds, level by level, only the spans that some symbol actually derives: for cfg3f sentences a
-few hundred (start, end, symbol) items per level out of the ~10^5 a dense CYK table would hold, because
-the per-level span bounds and the sentence rule most spans out. Levels are strictly layered, so each level
+few hundred (start, end, symbol) items per level out of the ~10^5 a dense CYK table over the per-level span
+bounds would hold (measured: 120 of 407,040 at depth 1). Levels are strictly layered, so each level
 is built from the one below it with vectorised joins: a rule prefix over [i, k) meets a child item that
 starts at k (a CSR index on (symbol, start)), duplicates merge with log-sum-exp. Weights are natural-log
 probabilities, so nothing under- or overflows at any sentence length; parse counts ride along as exact

@@ -122,13 +122,19 @@ def test_multihead_probe_reports_bad_input():
         probe.fit(torch.zeros(2, 4, 1, 8), labels, mask)
 
 
-def test_standardisation_matches_the_training_rows():
-    x, y = _planted_linear(n=500)
-    probe = LinearProbe(16, 3, n_layers=2)
+def test_whitening_and_standardisation_use_the_training_rows():
+    x, _ = _planted_linear(n=500)
+    x = torch.cat([x, x[:, :1] * 2.0 + x[:, 1:]], 1)  # a third, correlated layer
     rows = torch.arange(0, 500, 3)
+    probe = LinearProbe(16, 3, n_layers=3)
     probe._set_standardisation(x, rows, chunk=37)
-    torch.testing.assert_close(probe.mean, x[rows].mean(0), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(probe.scale, x[rows].std(0), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(probe.mean, x[rows].mean(0), rtol=1e-4, atol=1e-4)
+    z = torch.einsum("nld,lde->nle", x[rows] - probe.mean, probe.transform)
+    for layer in range(3):
+        torch.testing.assert_close(torch.cov(z[:, layer].T), torch.eye(16), rtol=1e-3, atol=1e-3)
+    plain = LinearProbe(16, 3, n_layers=3, whiten=False)
+    plain._set_standardisation(x, rows)
+    torch.testing.assert_close(torch.diagonal(plain.transform, dim1=1, dim2=2), 1 / x[rows].std(0))
 
 
 def test_package_exports_and_config_round_trip():

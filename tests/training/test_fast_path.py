@@ -142,3 +142,19 @@ def test_padding_mask_uses_the_reference_path() -> None:
     mask[0, :5] = 0
     model(tokens(), attention_mask=mask)
     assert paths(model) == {"reference"}
+
+
+@pytest.mark.parametrize("fields", [dict(positional="rotary"), dict(attention="position_only", positional="none")])
+def test_fast_training_is_bit_reproducible(fields: dict) -> None:
+    def train() -> dict[str, torch.Tensor]:
+        model = make(**fields)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+        for step in range(2):
+            model(tokens(seed=step), return_type="loss").backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        assert paths(model) == {"fast"}
+        return model.state_dict()
+
+    first, second = train(), train()
+    assert all(torch.equal(first[name], second[name]) for name in first)
