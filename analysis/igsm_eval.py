@@ -52,9 +52,13 @@ class IGSMEvalConfig(Config):
     """stop generating after length_factor x (true solution length + 2) + 20 tokens (or at the context end):
     bounds the cost of a model that never writes [ANS]; a correct solution, even one with every computable
     parameter, is far shorter"""
+    batch_size: int = 16
+    """prompts generated together (left-padded)"""
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.n_problems < 1:
             raise ValueError(f"n_problems must be >= 1, got {self.n_problems}")
         if self.length_factor < 1:
@@ -115,6 +119,53 @@ def greedy_continue(
             break
         seen_stop = tok == stop_after
         step = torch.tensor([[tok]], device=device)
+    return out
+
+
+@torch.no_grad()
+def greedy_batch(
+    model: Any, prompts: Sequence[Sequence[int]], budgets: Sequence[int], stop_after: int, eos_id: int
+) -> list[list[int]]:
+    """:func:`greedy_continue` for many prompts at once: left-padded rows with an attention mask (rotary
+    positions follow the mask, so every row computes exactly what it would alone). Row ``i`` stops after
+    ``budgets[i]`` new tokens, or earlier at the stop rule or at the end of the context."""
+    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+    if len(prompts) != len(budgets) or not prompts:
+        raise ValueError("need one budget per prompt and at least one prompt")
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    steps = min(max(budgets), model.cfg.n_ctx - width)
+    if steps < 1:
+        raise ValueError(f"prompts of {width} tokens leave no room in a context of {model.cfg.n_ctx}")
+    tokens = torch.zeros(len(prompts), width, dtype=torch.long)
+    mask = torch.zeros(len(prompts), width, dtype=torch.long)
+    for r, p in enumerate(prompts):
+        tokens[r, width - len(p) :] = torch.tensor(list(p))
+        mask[r, width - len(p) :] = 1
+    cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, len(prompts))
+    out: list[list[int]] = [[] for _ in prompts]
+    done = [b < 1 for b in budgets]
+    stop_seen = [False] * len(prompts)
+    step_in, step_mask = tokens.to(device), mask.to(device)
+    for _ in range(steps):
+        logits = model(step_in, past_kv_cache=cache, attention_mask=step_mask)[:, -1]
+        next_tok = logits.argmax(-1).cpu()
+        for r in range(len(prompts)):
+            if done[r]:
+                continue
+            tok = int(next_tok[r])
+            if tok == eos_id:
+                done[r] = True
+                continue
+            out[r].append(tok)
+            if stop_seen[r] or len(out[r]) >= budgets[r]:
+                done[r] = True
+            stop_seen[r] = tok == stop_after
+        if all(done):
+            break
+        step_in = next_tok.to(device)[:, None]
+        step_mask = torch.ones_like(step_in)
     return out
 
 
@@ -257,12 +308,18 @@ def evaluate_model(
     for cell in eval_cells(preset_name, config):
         # an error-free document plus <bos> must fit the context (the papers drop longer test problems)
         problems, dropped = _draw_cell_problems(cell, config.n_problems, config.seed, n_ctx - 1)
-        results = []
-        for problem in tqdm(problems, desc=f"eval {cell.name}", disable=not progress, leave=False):
-            prompt = [table.bos_id] + table.encode(["[PROB]", *problem.problem_tokens(), "[SOL]"])
-            budget = int(config.length_factor * (len(problem.solution_tokens) + 2)) + 20
-            ids = greedy_continue(model, torch.tensor(prompt), ans_id, table.eos_id, min(n_ctx, len(prompt) + budget))
-            results.append(score_problem(problem, table.decode(ids)))
+        prompts = [[table.bos_id] + table.encode(["[PROB]", *p.problem_tokens(), "[SOL]"]) for p in problems]
+        # a generous bound on a solution's length (see length_factor), never past the context
+        budgets = [min(n_ctx - len(q), int(config.length_factor * (len(p.solution_tokens) + 2)) + 20)
+                   for p, q in zip(problems, prompts)]
+        order = sorted(range(len(problems)), key=lambda i: len(prompts[i]))  # similar lengths share a batch
+        generated: dict[int, list[int]] = {}
+        batches = [order[s : s + config.batch_size] for s in range(0, len(order), config.batch_size)]
+        for chunk in tqdm(batches, desc=f"eval {cell.name}", disable=not progress, leave=False):
+            ids = greedy_batch(model, [prompts[i] for i in chunk], [budgets[i] for i in chunk], ans_id,
+                               table.eos_id)
+            generated.update(zip(chunk, ids))
+        results = [score_problem(p, table.decode(generated[i])) for i, p in enumerate(problems)]
         summary = summarize(results)
         examples = [
             {"problem": p.problem_text, "truth": p.solution_text, "generated": r["solution"],

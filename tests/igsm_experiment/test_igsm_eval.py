@@ -126,3 +126,16 @@ def test_evaluate_model_record(tiny_igsm_model):
         assert sum(cell["errors"].values()) == cell["n"] - cell["correct"]
         assert len(cell["examples"]) == 1
     assert record["cells"][1]["by_op"].keys() == {"4"}
+
+
+def test_batched_generation_matches_one_row_at_a_time(tiny_igsm_model):
+    from analysis.igsm_eval import greedy_batch
+
+    g = torch.Generator().manual_seed(0)
+    prompts = [[1, *torch.randint(4, 200, (k,), generator=g).tolist()] for k in (3, 9, 6)]
+    budgets = [7, 4, 10]
+    stop = 17
+    batched = greedy_batch(tiny_igsm_model, prompts, budgets, stop_after=stop, eos_id=-1)
+    for prompt, budget, got in zip(prompts, budgets, batched):
+        alone = greedy_continue(tiny_igsm_model, torch.tensor(prompt), stop, -1, len(prompt) + budget)
+        assert got == alone
