@@ -55,6 +55,7 @@ class IGSMEvalConfig(Config):
     batch_size: int = 16
     """prompts generated together (left-padded)"""
     device: str = "cpu"
+    """recorded for provenance: generation runs wherever the model is"""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -166,6 +166,7 @@ def run_cfg(
     out: Path | None = None,
     config: Annotated[CFGExperimentConfig, tyro.conf.arg(name="")] = CFGExperimentConfig(),  # noqa: B008
     overwrite: bool = False,
+    threads: int | None = None,
 ) -> int:
     """The Part 1 CFG experiment: train, evaluate generation, probe with controls, analyse attention, report.
 
@@ -173,12 +174,14 @@ def run_cfg(
         out: run directory (default: runs/cfg-<timestamp>); never overwritten without --overwrite.
         config: grammar, model, training and analysis settings.
         overwrite: replace an existing run directory.
+        threads: torch CPU threads (default: $OMP_NUM_THREADS, else 1: on 2 cores, a second thread made
+            small-model training up to 4x slower whenever anything else ran on the machine).
     """
-    threads = os.environ.get("OMP_NUM_THREADS")
-    if threads is None:
-        import torch
+    import torch
 
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if threads is None:
+        threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
+    torch.set_num_threads(max(1, threads))
     if out is None:
         out = Path("runs") / f"cfg-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     run = run_cfg_experiment(out, config, overwrite=overwrite)

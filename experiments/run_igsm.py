@@ -7,7 +7,7 @@ judged step by step: ``igsm_eval.json``) → probe (V-probes of nece / dep / kno
 nece_next with random-init and majority controls: ``probe_results.csv``) → report (``report.html``).
 
 The defaults fit a 2-core CPU in about 15 minutes (``tiny`` preset, a 4-layer rotary GPT); the paper-scale
-run is ``physlm run igsm --preset med --model gpt_rot-gpt2 --n-ctx 768 --seq-len 768 --steps 100000
+run is ``physlm run igsm --preset med --model gpt_rot-gpt2 --n-ctx 1024 --seq-len 768 --steps 100000
 --batch-size 512 --lr 0.002 --weight-decay 0.05 --warmup-steps 1000 --device cuda`` (spec §6).
 """
 

@@ -15,6 +15,11 @@ majority baselines), ``draws_per_problem`` (position, parameter) draws per probl
 replacement. Probes train on problems of the *train* hash split and are scored on the *test* split. Labels
 come from :func:`tasks.igsm.problem_record` (the generator's labels), never re-derived here.
 
+By default the embedding update applies to the suffix only (``update_scope="suffix"``): the frozen model's keys
+and values of the prefix are then computed once (:class:`PrefixCache`) and every epoch and layer runs just the
+5-9 suffix tokens, tens of times cheaper on a CPU. The paper updates the whole embedding matrix, i.e. every
+input token; ``update_scope="all"`` does that (a documented deviation otherwise).
+
 Controls: the same probe on a randomly initialised model of the same shape (``random_init``), and the
 majority class of the training labels (``majority``). Metrics: accuracy, balanced accuracy and per-class
 accuracy (``class_1_accuracy`` = accuracy on positives, ``class_0_accuracy`` on negatives), with bootstrap

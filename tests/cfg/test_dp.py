@@ -1,7 +1,8 @@
 """Exact CFG dynamic programs: spec test vectors, brute-force agreement on tiny grammars, properties.
 
-Grammars are read from the shared official JSONs by a local converter and sentences drawn by a local
-sampler, so these tests depend only on the Grammar type and the DP modules under test.
+Grammars are read from the official JSONs shipped as package data (byte-identical copies of the published
+files) by a local converter, and sentences drawn by a local sampler, so these tests depend only on the
+Grammar type and the DP modules under test.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tasks.cfg.dp import count_parses, is_valid, log_prob, next_token_distributi
 from tasks.cfg.grammar import Grammar
 from tasks.cfg.sample import ParseNode
 
-OFFICIAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "cfg3"
+OFFICIAL = Path(__file__).resolve().parents[2] / "tasks" / "cfg" / "grammars"
 CFG3F_START = (3, 3, 3, 3, 1, 1, 2, 1, 3, 1, 2, 3, 2, 2, 1, 2, 3, 3, 1, 2)
 
 

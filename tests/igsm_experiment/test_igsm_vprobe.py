@@ -113,6 +113,7 @@ def test_cached_forward_equals_the_full_forward(tiny_igsm_model, tiny_records):
             assert (shuffled - full).abs().max() > 1e-3  # the prefix matters
 
 
+@pytest.mark.slow
 def test_cached_probe_learns_a_planted_label(tiny_model_factory):
     """Label = parity of the first suffix token; the suffix-only update must carry it to the read-out."""
     model = tiny_model_factory().eval()
