@@ -7,7 +7,6 @@ probe_results.csv, attention/), so the report can be rebuilt at any time with
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,33 +15,21 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from analysis.report_html import ReportSection, paragraph, preformatted, render_report, table, write_pngs
+from analysis.report_html import (
+    ReportSection,
+    paragraph,
+    preformatted,
+    read_jsonl,
+    read_result_rows,
+    render_report,
+    table,
+    write_report_pngs,
+)
 
 # The bar for the demo: the Part 1 effect must be visible at the last layer.
 TARGET_PROBE = 0.90
 TARGET_GAP = 0.25
 TARGET_GENERATION = 0.80
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _read_csv(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        for key in ("level", "layer"):
-            if key in row:
-                row[key] = int(row[key])
-        for key in ("value", "ci_low", "ci_high"):
-            if key in row:
-                row[key] = float(row[key])
-    return rows
 
 
 def entropy_floor_per_token(grammar_name: str) -> float | None:
@@ -220,11 +207,11 @@ def build_cfg_report(run_dir: str | Path, timings: Mapping[str, float] | None = 
     configs = record.get("configs", {})
     task = configs.get("task", {})
     grammar_name = (task.get("config") or {}).get("grammar") or configs.get("experiment", {}).get("grammar")
-    metrics = _read_jsonl(run_dir / "metrics.jsonl")
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
     generation = (
         json.loads((run_dir / "generation.json").read_text()) if (run_dir / "generation.json").is_file() else None
     )
-    probe_rows = _read_csv(run_dir / "probe_results.csv")
+    probe_rows = read_result_rows(run_dir / "probe_results.csv")
     floor = entropy_floor_per_token(grammar_name) if grammar_name else None
     evals = [m["eval_loss"] for m in metrics if m.get("eval_loss") is not None]
     headline = probe_headline(probe_rows) if probe_rows else []
@@ -291,8 +278,5 @@ def build_cfg_report(run_dir: str | Path, timings: Mapping[str, float] | None = 
     sections.append(ReportSection("Configs and provenance", preformatted(json.dumps(record, indent=2))))
     out = render_report(f"physlm — CFG experiment ({grammar_name})", sections, run_dir / "report.html")
     if png:
-        written, reason = write_pngs(figures, run_dir / "figures")
-        if reason:
-            (run_dir / "figures").mkdir(exist_ok=True)
-            (run_dir / "figures" / "PNG_NOT_WRITTEN.txt").write_text(reason + "\n")
+        write_report_pngs(figures, run_dir)
     return out

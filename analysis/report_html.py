@@ -5,8 +5,10 @@ plotly.js is inlined once at the top of the page, so the report opens without a 
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import html
+import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -154,3 +156,39 @@ def write_pngs(figures: Mapping[str, go.Figure], out_dir: str | Path) -> tuple[l
     except Exception as exc:  # kaleido surfaces browser failures as many exception types
         return written, f"PNG export stopped: {type(exc).__name__}: {exc}"
     return written, None
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Records of a JSON-lines file (e.g. metrics.jsonl); [] when the file does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_result_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a probe_results.csv-style file with level/layer as ints and values as floats; [] when absent."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for key in ("level", "layer"):
+            if key in row:
+                row[key] = int(row[key])
+        for key in ("value", "ci_low", "ci_high"):
+            if key in row:
+                row[key] = float(row[key])
+    return rows
+
+
+def write_report_pngs(figures: Mapping[str, go.Figure], run_dir: str | Path) -> list[Path]:
+    """Write a report's figures to ``<run_dir>/figures/*.png``; when that is impossible, say why in
+    ``figures/PNG_NOT_WRITTEN.txt`` (the HTML report is complete either way)."""
+    out_dir = Path(run_dir) / "figures"
+    written, reason = write_pngs(figures, out_dir)
+    if reason:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "PNG_NOT_WRITTEN.txt").write_text(reason + "\n")
+    return written

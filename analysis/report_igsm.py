@@ -14,8 +14,16 @@ from typing import Any
 import plotly.graph_objects as go
 
 from analysis.igsm_eval import EVAL_FILE, read_eval
-from analysis.report_cfg import _read_csv, _read_jsonl
-from analysis.report_html import ReportSection, paragraph, preformatted, render_report, table, write_pngs
+from analysis.report_html import (
+    ReportSection,
+    paragraph,
+    preformatted,
+    read_jsonl,
+    read_result_rows,
+    render_report,
+    table,
+    write_report_pngs,
+)
 
 PAPER_NOTE = (
     "For scale, the paper's GPT2-12-12 trained on iGSM-med for 100k steps of 512 x 768 tokens reaches 99.9% at "
@@ -187,9 +195,9 @@ def build_igsm_report(run_dir: str | Path, timings: Mapping[str, float] | None =
     configs = record_cfg.get("configs", {})
     preset = configs.get("experiment", {}).get("preset") or (configs.get("task", {}).get("options") or {}).get(
         "preset")
-    metrics = _read_jsonl(run_dir / "metrics.jsonl")
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
     record = read_eval(run_dir / EVAL_FILE)
-    probe_rows = _read_csv(run_dir / "probe_results.csv")
+    probe_rows = read_result_rows(run_dir / "probe_results.csv")
     evals = [m["eval_loss"] for m in metrics if m.get("eval_loss") is not None]
     summary = probe_summary(probe_rows)
 
@@ -230,8 +238,5 @@ def build_igsm_report(run_dir: str | Path, timings: Mapping[str, float] | None =
     sections.append(ReportSection("Configs and provenance", preformatted(json.dumps(record_cfg, indent=2))))
     out = render_report(f"physlm — iGSM experiment ({preset})", sections, run_dir / "report.html")
     if png:
-        written, reason = write_pngs(figures, run_dir / "figures")
-        if reason:
-            (run_dir / "figures").mkdir(exist_ok=True)
-            (run_dir / "figures" / "PNG_NOT_WRITTEN.txt").write_text(reason + "\n")
+        write_report_pngs(figures, run_dir)
     return out
