@@ -131,5 +131,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(result) if isinstance(result, int) else 0
 
 
+# Errors that carry a message meant for the user (bad names, missing runs, refused overwrites, broken
+# checkpoints): the console prints the message alone; PHYSLM_DEBUG=1 shows the traceback too.
+_USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, RuntimeError)
+
+
+def console_main(argv: Sequence[str] | None = None) -> int:
+    """The ``physlm`` console script: :func:`main`, with user errors printed as one clear line (exit 2)."""
+    import os
+
+    try:
+        return main(argv)
+    except _USER_ERRORS as exc:
+        if os.environ.get("PHYSLM_DEBUG"):
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"physlm: error: {message}", file=sys.stderr)
+        print("(set PHYSLM_DEBUG=1 to see the full traceback)", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

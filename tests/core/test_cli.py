@@ -33,3 +33,13 @@ def test_console_script_help_runs_in_a_subprocess():
         [sys.executable, "-m", "experiments.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "stages:" in out
+
+
+def test_console_script_turns_user_errors_into_one_clear_line(tmp_path, capsys, monkeypatch):
+    from experiments.cli import console_main
+
+    monkeypatch.delenv("PHYSLM_DEBUG", raising=False)
+    assert console_main(["probe", "cfg", "--run", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "physlm: error:" in err and "not a physlm run directory" in err
+    assert "Traceback" not in err
