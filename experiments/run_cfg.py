@@ -4,6 +4,11 @@ Stages, each recorded in the run directory with its config and a ``COMPLETE.<sta
 train (fresh sentences from the grammar, streamed) → generation (accuracy, diversity, KL by the exact
 DP) → probe (NT-ancestor / NT-end probes with controls) → attention (attention against the true parse)
 → report (``report.html`` + PNG figures).
+
+Data-parallel training on several processes/GPUs: ``torchrun --nproc_per_node=N -m experiments.cli run cfg
+...`` (the ``physlm`` console script is not a Python file; ``torchrun --no-python physlm run cfg ...`` works too).
+Every process trains a replica on its share of each batch (:mod:`experiments.train_stage`); rank 0 alone writes
+the run directory and runs the analysis stages.
 """
 
 from __future__ import annotations
@@ -94,10 +99,14 @@ def _model_config(config: CFGExperimentConfig, d_vocab: int):
     return model_preset(config.preset, **overrides)
 
 
-def run_cfg_experiment(out: Path, config: CFGExperimentConfig, overwrite: bool = False) -> RunDir:
-    """Run every stage into ``out`` and return the run directory (see the module docstring)."""
+def run_cfg_experiment(out: Path, config: CFGExperimentConfig, overwrite: bool = False) -> RunDir | None:
+    """Run every stage into ``out`` and return the run directory (see the module docstring).
+
+    Under torchrun all processes train; rank 0 alone runs the analysis stages and returns the run directory,
+    the other ranks return None right after training.
+    """
+    from experiments.train_stage import run_train_stage
     from training.tasks_registry import build_task, task_record
-    from training.trainer import Trainer
 
     start = time.perf_counter()
     task_options = {"grammar": config.grammar}
@@ -105,26 +114,26 @@ def run_cfg_experiment(out: Path, config: CFGExperimentConfig, overwrite: bool =
     train_config = _train_config(config)
     model_config = _model_config(config, task.token_table.d_vocab)
     record = task_record("cfg", task, task_options)
-    run = RunDir.create(
+    trained = run_train_stage(
         out,
         {"experiment": config, "train": train_config, "model": model_config, "task": record,
          "model_preset": config.preset},
+        model_config,
+        task,
+        train_config,
+        record,
         overwrite=overwrite,
+        intro=(
+            f"physlm run cfg → {out}",
+            f"grammar {config.grammar}, model {config.preset} ({model_config.n_layers} layers, "
+            f"d_model {model_config.d_model}), {config.steps} steps x {config.batch_size} x {config.n_ctx} tokens",
+        ),
     )
-    run.log(f"physlm run cfg → {run.path}")
-    run.log(f"grammar {config.grammar}, model {config.preset} ({model_config.n_layers} layers, "
-            f"d_model {model_config.d_model}), {config.steps} steps x {config.batch_size} x {config.n_ctx} tokens")
-    timings: dict[str, float] = {}
-
-    stage_start = time.perf_counter()
-    with run.stage("train"):
-        trainer = Trainer(model_config, task, train_config, out_dir=run.path, task_info=record, log=run.log)
-        summary = trainer.train()
-    timings["train"] = time.perf_counter() - stage_start
-    run.log(f"trained to step {summary.step}: eval loss {summary.eval_loss} in {timings['train']:.0f} s")
-
-    device = "cuda" if str(trainer.device).startswith("cuda") else "cpu"
-    del trainer
+    if trained is None:  # a torchrun rank other than 0: rank 0 runs the analysis stages
+        return None
+    run, device = trained.run, trained.device
+    timings: dict[str, float] = {"train": trained.seconds}
+    del trained  # the analysis stages load the model from its checkpoint
     if "generation" not in config.skip:
         from analysis.cli import run_generation_analysis
 
@@ -185,5 +194,6 @@ def run_cfg(
     if out is None:
         out = Path("runs") / f"cfg-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     run = run_cfg_experiment(out, config, overwrite=overwrite)
-    print(f"\nreport: {(run.path / 'report.html').resolve()}")
+    if run is not None:  # None on torchrun ranks other than 0
+        print(f"\nreport: {(run.path / 'report.html').resolve()}")
     return 0

@@ -9,6 +9,10 @@ nece_next with random-init and majority controls: ``probe_results.csv``) → rep
 The defaults fit a 2-core CPU in about 15 minutes (``tiny`` preset, a 4-layer rotary GPT); the paper-scale
 run is ``physlm run igsm --preset med --model gpt_rot-gpt2 --n-ctx 1024 --seq-len 768 --steps 100000
 --batch-size 512 --lr 0.002 --weight-decay 0.05 --warmup-steps 1000 --device cuda`` (spec §6).
+
+Data-parallel training on several processes/GPUs: ``torchrun --nproc_per_node=N -m experiments.cli run igsm
+...`` (or ``torchrun --no-python physlm run igsm ...``). Every process trains a replica on its share of each
+batch (:mod:`experiments.train_stage`); rank 0 alone writes the run directory and runs eval, probe and report.
 """
 
 from __future__ import annotations
@@ -109,12 +113,16 @@ def model_config(config: IGSMExperimentConfig, d_vocab: int):  # noqa: ANN201 (t
     return model_preset(config.model, **overrides)
 
 
-def run_igsm_experiment(out: Path, config: IGSMExperimentConfig, overwrite: bool = False) -> RunDir:
-    """Run every stage into ``out`` and return the run directory (see the module docstring)."""
+def run_igsm_experiment(out: Path, config: IGSMExperimentConfig, overwrite: bool = False) -> RunDir | None:
+    """Run every stage into ``out`` and return the run directory (see the module docstring).
+
+    Under torchrun all processes train; rank 0 alone runs the analysis stages and returns the run directory,
+    the other ranks return None right after training.
+    """
     from analysis.igsm_eval import evaluate_model, write_eval
     from analysis.report_igsm import build_igsm_report
+    from experiments.train_stage import run_train_stage
     from training.tasks_registry import build_task, task_record
-    from training.trainer import Trainer
 
     start = time.perf_counter()
     # a document plus <bos>/<eos> must fit one window
@@ -123,25 +131,25 @@ def run_igsm_experiment(out: Path, config: IGSMExperimentConfig, overwrite: bool
     tc = train_config(config)
     mc = model_config(config, task.token_table.d_vocab)
     record = task_record("igsm", task, task_options)
-    run = RunDir.create(
+    trained = run_train_stage(
         out,
         {"experiment": config, "train": tc, "model": mc, "task": record, "model_preset": config.model},
+        mc,
+        task,
+        tc,
+        record,
         overwrite=overwrite,
+        intro=(
+            f"physlm run igsm → {out}",
+            f"iGSM preset {config.preset}, model {config.model} ({mc.n_layers} layers, d_model {mc.d_model}), "
+            f"{config.steps} steps x {config.batch_size} x {config.seq_len} tokens",
+        ),
     )
-    run.log(f"physlm run igsm → {run.path}")
-    run.log(f"iGSM preset {config.preset}, model {config.model} ({mc.n_layers} layers, d_model {mc.d_model}), "
-            f"{config.steps} steps x {config.batch_size} x {config.seq_len} tokens")
-    timings: dict[str, float] = {}
-
-    stage_start = time.perf_counter()
-    with run.stage("train"):
-        trainer = Trainer(mc, task, tc, out_dir=run.path, task_info=record, log=run.log)
-        summary = trainer.train()
-    timings["train"] = time.perf_counter() - stage_start
-    run.log(f"trained to step {summary.step}: eval loss {summary.eval_loss} in {timings['train']:.0f} s")
-    device = "cuda" if str(trainer.device).startswith("cuda") else "cpu"
-    model = trainer.model.eval()
-    del trainer
+    if trained is None:  # a torchrun rank other than 0: rank 0 runs the analysis stages
+        return None
+    run, device, model = trained.run, trained.device, trained.model
+    timings: dict[str, float] = {"train": trained.seconds}
+    del trained
 
     if "eval" not in config.skip:
         stage_start = time.perf_counter()
@@ -186,5 +194,6 @@ def run_igsm(
     if out is None:
         out = Path("runs") / f"igsm-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     run = run_igsm_experiment(out, config, overwrite=overwrite)
-    print(f"\nreport: {(run.path / 'report.html').resolve()}")
+    if run is not None:  # None on torchrun ranks other than 0
+        print(f"\nreport: {(run.path / 'report.html').resolve()}")
     return 0

@@ -42,7 +42,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from physlm.config import Config
-from probing.fit import FitConfig, FitHistory, per_layer_cross_entropy, split_indices, train_layers
+from probing.fit import (
+    FitConfig,
+    FitHistory,
+    balanced_class_weight,
+    per_layer_cross_entropy,
+    split_indices,
+    train_layers,
+)
 from probing.metrics import Metric, classification_metrics
 from probing.vprobe import LowRankEmbeddingProbe
 
@@ -81,6 +88,9 @@ class IGSMProbeConfig(Config):
     random_init_seed: int | None = None
     """weight seed of the random-init control model; None = the trained model's seed + 1"""
     fit: FitConfig = IGSM_VPROBE_FIT
+    balanced_loss: bool = True
+    """weight the binary targets' cross-entropy by inverse class frequency (nece is ~25% positive, dep ~15%):
+    without it a probe on weak features settles on the majority class and every accuracy equals the baseline"""
     n_boot: int = 500
     """bootstrap resamples of test problems for the 95% intervals"""
     seed: int = 0
@@ -333,8 +343,10 @@ class CachedVProbe(LowRankEmbeddingProbe):
         suffix: Int[Tensor, "n suffix"],
         labels: Int[Tensor, " n"],
         config: FitConfig = IGSM_VPROBE_FIT,
+        class_weight: Float[Tensor, " classes"] | None = None,
     ) -> FitHistory:
-        """Train the update and head (model frozen) with early stopping on a held-out split."""
+        """Train the update and head (model frozen) with early stopping on a held-out split; ``class_weight``
+        weights the cross-entropy per class."""
         n = labels.shape[0]
         if not prefix_id.shape[0] == suffix.shape[0] == n:
             raise ValueError("prefix_id, suffix and labels need the same number of examples")
@@ -346,7 +358,8 @@ class CachedVProbe(LowRankEmbeddingProbe):
 
         def loss(idx: Tensor) -> Tensor:
             logits = self.forward_cached(cache, prefix_id[idx], suffix[idx])
-            return per_layer_cross_entropy(logits[:, None], labels[idx.to(labels.device)])
+            weight = None if class_weight is None else class_weight.to(logits.device)
+            return per_layer_cross_entropy(logits[:, None], labels[idx.to(labels.device)], weight)
 
         def val_loss() -> Tensor:
             total = torch.zeros(1)
@@ -410,17 +423,18 @@ def fit_vprobe(
 ) -> FittedVProbe:
     """A V-probe fitted on ``train`` reading ``layer``: rank-``config.rank`` embedding update and linear head."""
     device = next(model.parameters()).device
+    weight = balanced_class_weight(train.labels, n_classes) if config.balanced_loss and n_classes == 2 else None
     if config.update_scope == "suffix":
         probe: LowRankEmbeddingProbe = CachedVProbe(model, n_classes, rank=config.rank, layer=layer,
                                                     seed=config.seed).to(device)
         if cache is None:
             cache = PrefixCache.build(model, train.prefixes)
         assert isinstance(probe, CachedVProbe)
-        probe.fit_cached(cache, train.prefix_id, train.suffix, train.labels, config=config.fit)
+        probe.fit_cached(cache, train.prefix_id, train.suffix, train.labels, config=config.fit, class_weight=weight)
     else:
         probe = LowRankEmbeddingProbe(model, n_classes, rank=config.rank, layer=layer, seed=config.seed).to(device)
         probe.fit(train.tokens.to(device), train.update_mask.to(device), train.read_pos.to(device),
-                  train.labels.to(device), config=config.fit)
+                  train.labels.to(device), config=config.fit, class_weight=weight)
     return FittedVProbe(probe, config.update_scope)
 
 

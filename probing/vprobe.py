@@ -107,8 +107,13 @@ class LowRankEmbeddingProbe(nn.Module):
         read_pos: Int[Tensor, " n"],
         labels: Int[Tensor, " n"],
         config: FitConfig = VPROBE_DEFAULT,
+        class_weight: Float[Tensor, " classes"] | None = None,
     ) -> FitHistory:
-        """Train the update and head (model frozen) with early stopping on a held-out split."""
+        """Train the update and head (model frozen) with early stopping on a held-out split.
+
+        ``class_weight`` (e.g. :func:`probing.fit.balanced_class_weight`) weights the cross-entropy per class,
+        so a rare class is not simply ignored on imbalanced targets.
+        """
         n = tokens.shape[0]
         if not (update_mask.shape[0] == read_pos.shape[0] == labels.shape[0] == n):
             raise ValueError("tokens, update_mask, read_pos and labels need the same number of examples")
@@ -119,7 +124,8 @@ class LowRankEmbeddingProbe(nn.Module):
 
         def loss(idx: Tensor) -> Tensor:
             logits = self(tokens[idx], update_mask[idx], read_pos[idx])
-            return per_layer_cross_entropy(logits[:, None], labels[idx])
+            weight = None if class_weight is None else class_weight.to(logits.device)
+            return per_layer_cross_entropy(logits[:, None], labels[idx], weight)
 
         def val_loss() -> Tensor:
             total = torch.zeros(1)

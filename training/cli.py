@@ -127,10 +127,10 @@ def _fresh(
     model_config = _build_model_config(preset, model_overrides, task.token_table.d_vocab, config.seq_len)
     record = task_record(task_name, task, task_options)
     configs = {"train": config, "model": model_config, "task": record, "model_preset": preset}
-    run = None
-    if ctx.is_main:
-        run = RunDir.create(out, configs, overwrite=overwrite)
-    ctx.barrier()
+    from training.distributed import call_on_main
+
+    # rank 0 creates the directory; if that fails every rank raises its error instead of waiting at a barrier
+    run = call_on_main(ctx, RunDir.create, out, configs, overwrite=overwrite)
     _run_stage(run, out, config, model_config, task, record, None, ctx)
 
 

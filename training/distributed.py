@@ -12,10 +12,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,3 +140,63 @@ def wrap_model(model: torch.nn.Module, ctx: DistContext, device: torch.device) -
     model.zero_grad(set_to_none=True)
     device_ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=unused)
+
+
+# Exception types rebuilt by name on the other ranks by :func:`call_on_main` (their constructors take one message);
+# any other type arrives there as a RuntimeError carrying the same text.
+_SHARED_ERRORS: dict[str, type[Exception]] = {
+    cls.__name__: cls
+    for cls in (
+        FileExistsError,
+        FileNotFoundError,
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+        OSError,
+        ValueError,
+        KeyError,
+        RuntimeError,
+    )
+}
+
+
+def call_on_main(ctx: DistContext, func: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """``func(*args, **kwargs)`` on rank 0 only; its result there, None on the other ranks.
+
+    Every rank must call this. When ``func`` raises on rank 0, every rank raises an error with the same message
+    (rank 0 its own exception; the others the same type when it is a plain one, e.g. ``FileExistsError``,
+    else a ``RuntimeError``), instead of the other ranks waiting at the next collective. Alone (no process
+    group), this is just ``func(*args, **kwargs)``.
+    """
+    if not ctx.enabled:
+        return func(*args, **kwargs)
+    result: T | None = None
+    error: Exception | None = None
+    if ctx.is_main:
+        try:
+            result = func(*args, **kwargs)
+        except Exception as exc:  # shared with the other ranks, then re-raised
+            error = exc
+    outcome = ctx.broadcast_object(None if error is None else (_error_kind(error), _error_message(error)))
+    if error is not None:
+        raise error
+    if outcome is not None:
+        kind, message = outcome
+        raise _SHARED_ERRORS.get(kind, RuntimeError)(message)
+    return result
+
+
+def _error_kind(error: Exception) -> str:
+    """The name of ``error``'s nearest class in :data:`_SHARED_ERRORS` (subclasses such as
+    ``physlm.rundir.RunDirExistsError`` travel as their base), or its own class name."""
+    for cls in type(error).__mro__:
+        if cls.__name__ in _SHARED_ERRORS and _SHARED_ERRORS[cls.__name__] is cls:
+            return cls.__name__
+    return type(error).__name__
+
+
+def _error_message(error: Exception) -> str:
+    # str(KeyError("x")) is "'x'": pass the message itself so the rebuilt error reads the same
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return str(error)

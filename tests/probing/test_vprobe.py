@@ -74,3 +74,25 @@ def test_rejects_bad_arguments(hooked_tiny):
     probe = LowRankEmbeddingProbe(hooked_tiny, 2)
     with pytest.raises(ValueError, match="read_pos"):
         probe(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.bool), torch.tensor([4]))
+
+
+def test_class_weight_keeps_a_rare_class_from_being_ignored(hooked_tiny):
+    from probing.fit import balanced_class_weight
+
+    tokens, update, read, _ = _planted(n=800, seed=3)
+    marked = tokens[update]
+    # a rare positive class (token 0 at the marked position, ~10%) drowned in label noise
+    noise = torch.rand(800, generator=torch.Generator().manual_seed(4))
+    labels = ((marked == 0) & (noise < 0.6) | (noise > 0.95)).long()
+    fit = FitConfig(lr=1e-2, batch_size=32, max_epochs=6, patience=2)
+    test = slice(600, None)
+
+    def positive_rate(weight):
+        probe = LowRankEmbeddingProbe(hooked_tiny, n_classes=2, rank=4, seed=0)
+        probe.fit(tokens[:600], update[:600], read[:600], labels[:600], config=fit, class_weight=weight)
+        pred = probe.predict(tokens[test], update[test], read[test])
+        return float(pred[labels[test] == 1].float().mean())
+
+    plain = positive_rate(None)
+    balanced = positive_rate(balanced_class_weight(labels[:600], 2))
+    assert balanced > plain + 0.2, (plain, balanced)
