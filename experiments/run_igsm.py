@@ -6,7 +6,7 @@ longer documents dropped) → eval (greedy solutions on test-split problems in a
 judged step by step: ``igsm_eval.json``) → probe (V-probes of nece / dep / known / value / can_next /
 nece_next with random-init and majority controls: ``probe_results.csv``) → report (``report.html``).
 
-The defaults fit a 2-core CPU in about 15 minutes (``tiny`` preset, a 4-layer rotary GPT); the paper-scale
+The defaults fit a 2-core CPU in about 10 minutes (``tiny`` preset, a 4-layer rotary GPT); the paper-scale
 run is ``physlm run igsm --preset med --model gpt_rot-gpt2 --n-ctx 1024 --seq-len 768 --steps 100000
 --batch-size 512 --lr 0.002 --weight-decay 0.05 --warmup-steps 1000 --device cuda`` (spec §6).
 
@@ -37,7 +37,7 @@ STAGES = ("train", "eval", "probe", "report")
 
 @dataclasses.dataclass(frozen=True)
 class IGSMExperimentConfig(Config):
-    """Everything `physlm run igsm` does, with defaults sized for a 2-core CPU in about 15 minutes."""
+    """Everything `physlm run igsm` does, with defaults sized for a 2-core CPU: about 10 minutes (budget 15)."""
 
     preset: Literal["tiny", "small", "med", "hard"] = "tiny"
     """iGSM preset (tasks.igsm.PRESETS): tiny/small for CPUs, med/hard are the papers' data"""
@@ -51,15 +51,15 @@ class IGSMExperimentConfig(Config):
     """model context: must hold the longest evaluated problem with its solution (OOD problems are longer)"""
     seq_len: int = 256
     """tokens per packed training window (documents longer than this are dropped, as in the papers)"""
-    steps: int = 200
+    steps: int = 1000
     """optimizer steps"""
-    batch_size: int = 8
+    batch_size: int = 16
     """windows per step"""
     lr: float = 2e-3
     """peak learning rate (the papers' 0.002)"""
     weight_decay: float = 0.05
     """AdamW weight decay (the papers' 0.05 for med)"""
-    warmup_steps: int = 20
+    warmup_steps: int = 50
     """linear warm-up steps (the papers: 1000 of 100k)"""
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
     """decay after warm-up (the papers: cosine to 0.01x)"""

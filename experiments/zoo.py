@@ -70,6 +70,18 @@ def list_zoo(zoo_dir: str | Path = ZOO_DIR) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / ZOO_FILE).is_file())
 
 
+def default_zoo_entry(zoo_dir: str | Path = ZOO_DIR) -> str | None:
+    """The entry notebooks and examples open by default: the one trained on the default grammar (what
+    `physlm run cfg` trains), else the first entry; None when the zoo is empty."""
+    from tasks.cfg.presets import DEFAULT_GRAMMAR
+
+    names = list_zoo(zoo_dir)
+    for name in names:
+        if read_zoo_record(name, zoo_dir).get("grammar") == DEFAULT_GRAMMAR:
+            return name
+    return names[0] if names else None
+
+
 def zoo_path(name: str, zoo_dir: str | Path = ZOO_DIR) -> Path:
     """The folder of entry ``name``; :class:`ZooError` listing the entries when it does not exist."""
     path = Path(zoo_dir) / name
@@ -160,13 +172,14 @@ def notebook_model(
     seed: int = 0,
     zoo_dir: str | Path = ZOO_DIR,
 ) -> NotebookModel:
-    """Entry ``zoo_model`` (default: the first entry), or, when the zoo is empty or ``smoke`` is set, a tiny
+    """Entry ``zoo_model`` (default: :func:`default_zoo_entry`), or, when the zoo is empty or ``smoke`` is set, a tiny
     model trained for ``fallback_steps`` steps into ``fallback_dir``. ``description`` says which."""
     from tasks.cfg import load_grammar
 
     names = list_zoo(zoo_dir)
     if names and not smoke:
-        name = zoo_model or names[0]
+        name = zoo_model or default_zoo_entry(zoo_dir)
+        assert name is not None
         record = read_zoo_record(name, zoo_dir)
         gen = record["headline"]["generation"]["accuracy_cut0"]
         return NotebookModel(

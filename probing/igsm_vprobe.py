@@ -61,7 +61,7 @@ CONTROLS = ("random_init", "majority")
 RESULTS_FILE = "probe_results.csv"
 Target = Literal["nece", "dep", "known", "value", "can_next", "nece_next"]
 
-IGSM_VPROBE_FIT = FitConfig(lr=3e-3, weight_decay=0.01, batch_size=32, max_epochs=8, patience=2)
+IGSM_VPROBE_FIT = FitConfig(lr=3e-3, weight_decay=0.01, batch_size=32, max_epochs=6, patience=2)
 """The V-probe optimiser for iGSM (the paper: lr 0.002, wd 0.01; epochs bounded for CPU budgets)."""
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from physlm.config import Config
 from tasks.cfg.corrupt import maybe_corrupt
 from tasks.cfg.grammar import Grammar
+from tasks.cfg.presets import DEFAULT_GRAMMAR
 from tasks.cfg.sample import labels_from_levels, sample_tree
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 class CFGDataConfig(Config):
     """What goes into a CFG data set (saved next to it; same config, same bytes)."""
 
-    grammar: str = "cfg_small"
+    grammar: str = DEFAULT_GRAMMAR
     """preset name or grammar file path"""
     n: int = 10_000
     """number of sentences"""

@@ -45,6 +45,9 @@ class GrammarStats:
     """per NT level, accuracy of always guessing the most frequent ancestor at NT-ends"""
     context_ancestor_at_end: dict[int, tuple[float, ...]]
     """{k: per NT level, accuracy of predicting the ancestor at NT-ends from the last k tokens (majority)}"""
+    position_ancestor_at_end: tuple[float, ...]
+    """per NT level, accuracy of predicting the ancestor at NT-ends from the position alone (majority per
+    position): what a random-init model's causal-attention features give away on grammars of steady length"""
     n_dp_samples: int
     entropy_floor_per_token: float | None
     """Monte Carlo E[−log p(x)] / E[n] in nats (needs tasks.cfg.dp)"""
@@ -84,6 +87,7 @@ def grammar_stats(
         lambda: defaultdict(Counter)
     )
     overall: list[Counter[int]] = [Counter() for _ in range(n_nt)]
+    by_position: list[dict[int, Counter[int]]] = [defaultdict(Counter) for _ in range(n_nt)]
     sentences: list[list[int]] = []
     for _ in tqdm(range(n_samples), desc=f"sampling {grammar.name}", disable=not progress):
         symbols, levels = sample_tree(grammar, rng)
@@ -98,6 +102,7 @@ def grammar_stats(
             for i in np.flatnonzero(end[r]):
                 a = int(anc[r, i])
                 overall[r][a] += 1
+                by_position[r][int(i)][a] += 1
                 for k in context_sizes:
                     tables[(r, k)][tuple(padded[off + i - k + 1 : off + i + 1])][a] += 1
     n_end = [sum(c.values()) for c in overall]
@@ -109,6 +114,10 @@ def grammar_stats(
         )
         for k in context_sizes
     }
+    position_acc = tuple(
+        sum(max(cnt.values()) for cnt in by_position[r].values()) / n_end[r] if n_end[r] else 0.0
+        for r in range(n_nt)
+    )
     arr = np.asarray(lengths, dtype=np.float64)
     floor = floor_se = ambiguous = None
     max_parses = None
@@ -140,6 +149,7 @@ def grammar_stats(
         end_fraction=tuple(float(e / arr.sum()) for e in ends),
         majority_ancestor_at_end=majority,
         context_ancestor_at_end=context_acc,
+        position_ancestor_at_end=position_acc,
         n_dp_samples=len(sentences) if dp is not None else 0,
         entropy_floor_per_token=floor,
         entropy_floor_se=floor_se,
@@ -186,4 +196,5 @@ def format_grammar_info(grammar: Grammar, stats: GrammarStats | None = None) -> 
     lines.append("ancestor@end: major " + "".join(f"{x:8.3f}" for x in stats.majority_ancestor_at_end))
     for k, accs in stats.context_ancestor_at_end.items():
         lines.append(f"  from last {k} tok   " + "".join(f"{x:8.3f}" for x in accs))
+    lines.append("  from position     " + "".join(f"{x:8.3f}" for x in stats.position_ancestor_at_end))
     return "\n".join(lines) + "\n"

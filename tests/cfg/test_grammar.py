@@ -117,7 +117,7 @@ def test_text_form_of_cfg3f_matches_the_spec_listing():
     assert parse_grammar_text(CFG3F_TEXT, name="cfg3f") == load_grammar("cfg3f")
 
 
-@pytest.mark.parametrize("name", OFFICIAL + ["cfg_tiny", "cfg_small", "cfg_medium"])
+@pytest.mark.parametrize("name", OFFICIAL + ["cfg_tiny", "cfg_small", "cfg_demo", "cfg_medium"])
 def test_text_round_trip(name, tmp_path):
     g = load_grammar(name)
     path = save_grammar(g, tmp_path / "g.txt")
@@ -311,8 +311,10 @@ def test_grammar_stats_on_the_default_preset():
     for r in range(g.num_levels - 2):
         accs = [stats.majority_ancestor_at_end[r]] + [stats.context_ancestor_at_end[k][r] for k in (1, 2, 3)]
         assert accs == sorted(accs)
-    # the preset's design goal: the last 2 tokens do not give the NT ancestor away at any level
+        assert stats.majority_ancestor_at_end[r] <= stats.position_ancestor_at_end[r] <= 1.0
+    # the preset's design goal: neither the last 2 tokens nor the position give the NT ancestor away
     assert max(stats.context_ancestor_at_end[2]) < 0.8
+    assert max(stats.position_ancestor_at_end) < 0.8
     if importlib.util.find_spec("tasks.cfg.dp") is not None:
         # unique parses, so the string entropy equals the exact derivation entropy
         assert stats.ambiguous_fraction == 0.0 and stats.max_parses == 1

@@ -5,12 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "03_igsm_probing.ipynb"
 
 
-@pytest.mark.slow
 def test_notebook_executes_at_smoke_size(monkeypatch):
     import nbformat
     from nbclient import NotebookClient

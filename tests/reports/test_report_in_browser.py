@@ -6,7 +6,7 @@ import pytest
 
 from analysis.browser_check import check_report_in_browser
 from analysis.report_html import find_chromium
-from experiments.zoo import list_zoo, zoo_path
+from experiments.zoo import default_zoo_entry, zoo_path
 
 pytestmark = pytest.mark.skipif(find_chromium() is None, reason="Debian's chromium is not installed (make installs it)")
 
@@ -14,10 +14,10 @@ pytestmark = pytest.mark.skipif(find_chromium() is None, reason="Debian's chromi
 def test_cfg_report_renders_every_figure(tmp_path):
     from analysis.report_cfg import build_cfg_report
 
-    if not list_zoo():
+    if default_zoo_entry() is None:
         pytest.skip("no zoo entry to build a report from")
     run = tmp_path / "run"
-    shutil.copytree(zoo_path(list_zoo()[0]), run)
+    shutil.copytree(zoo_path(default_zoo_entry()), run)
     report = build_cfg_report(run, png=False)
     check = check_report_in_browser(report)
     assert check.figures >= 3  # loss curve and at least two probe figures

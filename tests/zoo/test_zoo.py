@@ -14,6 +14,7 @@ from experiments.zoo import (
     ZooError,
     build_zoo_entry,
     check_zoo_entry,
+    default_zoo_entry,
     list_zoo,
     load_zoo_model,
     notebook_model,
@@ -156,6 +157,19 @@ def test_notebook_model_opens_the_zoo_or_trains_a_tiny_stand_in(tiny_entry, tmp_
     assert "smoke mode" in fallback.description and "2 steps on cfg_tiny" in fallback.description
     with pytest.raises(ZooError, match="requested but the zoo .* is empty"):
         notebook_model("tiny", smoke=False, fallback_dir=tmp_path / "x", zoo_dir=tmp_path / "empty_zoo")
+
+
+def test_default_entry_is_the_default_grammars_else_the_first(tmp_path):
+    from tasks.cfg.presets import DEFAULT_GRAMMAR
+
+    assert default_zoo_entry(tmp_path) is None
+    for name, grammar in (("a-other", "cfg_tiny"), ("b-default", DEFAULT_GRAMMAR), ("c-other", "cfg3b")):
+        (tmp_path / name).mkdir()
+        record = {"format": "physlm-zoo", "format_version": 1, "grammar": grammar}
+        (tmp_path / name / ZOO_FILE).write_text(json.dumps(record))
+    assert default_zoo_entry(tmp_path) == "b-default"
+    (tmp_path / "b-default" / ZOO_FILE).unlink()
+    assert default_zoo_entry(tmp_path) == "a-other"
 
 
 ENTRIES = list_zoo()
