@@ -47,7 +47,7 @@ class CFGExperimentConfig(Config):
     n_ctx: int = 128
     """context length of the model and of the packed training windows"""
     steps: int = 1800
-    """optimizer steps (1800 x 32 x 128 = 7.4M tokens: about 6 minutes on 2 idle CPU cores)"""
+    """optimizer steps (1800 x 32 x 128 = 7.4M tokens: about 8 minutes on 2 idle CPU cores)"""
     batch_size: int = 32
     """windows per step"""
     lr: float = 2e-3
@@ -186,13 +186,13 @@ def run_cfg(
         out: run directory (default: runs/cfg-<timestamp>); never overwritten without --overwrite.
         config: grammar, model, training and analysis settings.
         overwrite: replace an existing run directory.
-        threads: torch CPU threads (default: $OMP_NUM_THREADS, else every core: on an idle 2-core machine two
-            threads trained 1.47x faster than one; on a busy one pass --threads 1, as oversubscribed cores made
-            small-model training up to 4x slower).
+        threads: torch CPU threads (default: $OMP_NUM_THREADS, else every core); on a busy machine try 1.
     """
     import torch
 
     if threads is None:
+        # on an idle 2-core machine two threads trained 1.47x faster than one; on a busy one, oversubscribed
+        # cores made small-model training up to 4x slower, hence the hint in the help
         threads = int(os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1)))
     torch.set_num_threads(max(1, threads))
     if out is None:
