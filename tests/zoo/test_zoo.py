@@ -183,9 +183,12 @@ ENTRIES = list_zoo()
     ))],
 )
 def test_every_zoo_entry_reproduces_its_recorded_numbers(name):
-    """Generation accuracy (cut0, 300 fresh seeded samples) and the last-layer ancestor_at_end probe accuracy
+    """Generation accuracy (cut0, fresh seeded samples) and the last-layer ancestor_at_end probe accuracy
     (the recorded probe config on fresh sentences) agree with zoo.json within 4 standard errors."""
-    results = check_zoo_entry(name, n_samples=300)
+    # a sample of a long-sentence model (cfg3b: ~275 tokens, up to its 512-token context when it does not stop)
+    # takes ~0.6 s on one core, so those entries get 60 samples here; the tolerance follows the sample size
+    long_context = read_zoo_record(name)["model"]["n_ctx"] > 128
+    results = check_zoo_entry(name, n_samples=60 if long_context else 300)
     assert len(results) >= 2
     bad = [str(c) for c in results if not c.ok]
     assert not bad, "\n".join(bad)
