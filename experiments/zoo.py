@@ -178,8 +178,7 @@ def notebook_model(
 
     names = list_zoo(zoo_dir)
     if names and not smoke:
-        name = zoo_model or default_zoo_entry(zoo_dir)
-        assert name is not None
+        name = zoo_model or default_zoo_entry(zoo_dir) or names[0]
         record = read_zoo_record(name, zoo_dir)
         gen = record["headline"]["generation"]["accuracy_cut0"]
         return NotebookModel(
