@@ -39,7 +39,7 @@ STAGES = ("train", "eval", "probe", "report")
 class IGSMExperimentConfig(Config):
     """Everything `physlm run igsm` does, with defaults sized for a 2-core CPU: about 10 minutes (budget 15)."""
 
-    preset: Literal["tiny", "small", "med", "hard"] = "tiny"
+    preset: Literal["micro", "tiny", "small", "med", "hard"] = "tiny"
     """iGSM preset (tasks.igsm.PRESETS): tiny/small for CPUs, med/hard are the papers' data"""
     model: str = "gpt_rot-small"
     """model preset <variant>-<size> (the papers use gpt_rot-gpt2: GPT-2 small with rotary embeddings)"""

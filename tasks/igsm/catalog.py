@@ -64,9 +64,17 @@ class Catalog:
         return layer_names, tuple(names)
 
 
-@functools.lru_cache(maxsize=1)
-def load_catalog() -> Catalog:
-    """The shipped catalogue (read once per process)."""
+@functools.lru_cache(maxsize=8)
+def load_catalog(items_per_category: int | None = None) -> Catalog:
+    """The shipped catalogue (read once per process); with ``items_per_category`` k, the compact world of a
+    CPU preset: the first k items of each category's first sub-category."""
+    if items_per_category is not None:
+        full = load_catalog()
+        compact = {cat: (subs[0][:items_per_category],) for cat, subs in full.items.items()}
+        for cat, (names,) in compact.items():
+            if len(names) < items_per_category:
+                raise ValueError(f"category {cat!r} has only {len(names)} items in its first sub-category")
+        return Catalog(hierarchies=full.hierarchies, items=compact)
     raw = json.loads(DATA_FILE.read_text())
     hierarchies = tuple(tuple(h) for h in raw["hierarchies"])
     items = {cat: tuple(tuple(sub) for sub in subs.values()) for cat, subs in raw["items"].items()}

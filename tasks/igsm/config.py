@@ -16,7 +16,8 @@ MOD = 23
 """All arithmetic is modulo 23 (values 0..22)."""
 
 MIN_MAX_EDGE = 12
-"""Smallest usable ``max_edge``: d=4 layers of width 4 need 12 parent edges (spec §1.3, pitfall 6)."""
+"""Smallest usable ``max_edge`` at the official depth and width: d=4 layers of width 4 need 12 parent edges
+(spec §1.3, pitfall 6)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,13 +46,33 @@ class IGSMConfig(Config):
     redraw_op_after: int = 2_000
     """Redraw an unforced target op after this many rejected draws: some small ops have only a handful of
     templates, none of them in a narrow split, and the official loop would spin forever there."""
+    max_depth: int = 4
+    """Deepest structure graph (layers d drawn from 2..max_depth; official: 4). A CPU-preset deviation: the
+    official softmax weights are kept and renormalised over the allowed values."""
+    max_width: int = 4
+    """Widest structure layer (w0, w1 drawn from 2..max_width; official: 4), renormalised like max_depth."""
+    catalog_items: int | None = None
+    """Items per category (None: the official 5 sub-categories of ~100 items). A number k keeps only the
+    first k items of each category's first sub-category, a compact world whose names a small model sees
+    often (a CPU-preset deviation)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_op <= 45:
             raise ValueError(f"max_op must be in 1..45 (52 solution symbols), got {self.max_op}")
-        if self.max_edge < MIN_MAX_EDGE:
+        if not 2 <= self.max_depth <= 4 or not 2 <= self.max_width <= 4:
             raise ValueError(
-                f"max_edge must be >= {MIN_MAX_EDGE} (4 layers of width 4 need 12 edges), got {self.max_edge}"
+                f"max_depth and max_width must be in 2..4 (the official choices), got {self.max_depth}, "
+                f"{self.max_width}"
+            )
+        if self.max_edge < self.min_max_edge:
+            raise ValueError(
+                f"max_edge must be >= {self.min_max_edge} ({self.max_depth} layers of width {self.max_width} "
+                f"need that many parent edges), got {self.max_edge}"
+            )
+        if self.catalog_items is not None and self.catalog_items < 2 * self.max_width:
+            raise ValueError(
+                f"catalog_items must be >= 2 * max_width = {2 * self.max_width} (room for distinct names in "
+                f"adjacent layers), got {self.catalog_items}"
             )
         if self.op is not None and not 1 <= self.op <= 45:
             raise ValueError(f"op must be in 1..45 (52 solution symbols), got {self.op}")
@@ -63,6 +84,11 @@ class IGSMConfig(Config):
             )
         if not 0 <= self.hash_boundary <= MOD:
             raise ValueError(f"hash_boundary must be in 0..{MOD}, got {self.hash_boundary}")
+
+    @property
+    def min_max_edge(self) -> int:
+        """Smallest usable ``max_edge``: the parent edges of the deepest, widest graph (official: 12)."""
+        return (self.max_depth - 1) * self.max_width
 
     def hash_ok(self, bucket: int) -> bool:
         """Whether a template-hash bucket belongs to this config's split."""
@@ -78,6 +104,7 @@ PRESETS: dict[str, IGSMConfig] = {
     "hard": IGSMConfig(max_op=21, max_edge=28),
     "small": IGSMConfig(max_op=8, max_edge=15),
     "tiny": IGSMConfig(max_op=4, max_edge=12),
+    "micro": IGSMConfig(max_op=4, max_edge=6, max_depth=3, max_width=3, catalog_items=8),
 }
 """Named settings: the papers' iGSM-med and iGSM-hard, and two CPU-sized ones."""
 
@@ -86,6 +113,7 @@ OOD_OPS: dict[str, tuple[int, ...]] = {
     "hard": (28, 29, 30, 31, 32),
     "small": (11, 12, 13),
     "tiny": (6, 7, 8),
+    "micro": (6, 7, 8),
 }
 """Out-of-distribution test op values per preset (papers: med 20-23, hard 28-32; small/tiny: max_op+3..+5)."""
 

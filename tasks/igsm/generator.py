@@ -55,17 +55,23 @@ class Hyper:
 
 
 @functools.lru_cache(maxsize=4096)
-def _shape_weights(s: int, max_edge: int) -> tuple[float, float, float]:
-    """Cumulative softmax weights of depth/width 2, 3, 4: ``-(rel - pos)^2`` with rel = (s-1)/(max_edge-1)."""
+def _shape_weights(s: int, max_edge: int, largest: int = 4) -> tuple[float, ...]:
+    """Cumulative softmax weights of depth/width 2..largest: ``-(rel - pos)^2`` with rel = (s-1)/(max_edge-1)
+    and pos = 0.2, 0.5, 0.8 for 2, 3, 4 (renormalised when a CPU preset caps the value below 4)."""
     rel = (s - 1) / (max_edge - 1)
-    w = [math.exp(-((rel - pos) ** 2)) for pos in (0.2, 0.5, 0.8)]
+    w = [math.exp(-((rel - pos) ** 2)) for pos in (0.2, 0.5, 0.8)][: largest - 1]
     total = sum(w)
-    return (w[0] / total, (w[0] + w[1]) / total, 1.0)
+    cum = [sum(w[: i + 1]) / total for i in range(len(w))]
+    cum[-1] = 1.0
+    return tuple(cum)
 
 
-def _cum_pick(cum: tuple[float, float, float], rng: random.Random) -> int:
+def _cum_pick(cum: tuple[float, ...], rng: random.Random) -> int:
     r = rng.random()
-    return 2 if r < cum[0] else 3 if r < cum[1] else 4
+    for value, bound in enumerate(cum, start=2):
+        if r < bound:
+            return value
+    return len(cum) + 1
 
 
 def draw_hyper(config: IGSMConfig, target_op: int, rng: random.Random) -> Hyper:
@@ -80,8 +86,10 @@ def draw_hyper(config: IGSMConfig, target_op: int, rng: random.Random) -> Hyper:
                 break
     n = max(between(rng, 1, s), between(rng, 1, s))
     m = between(rng, n, s)
-    cum = _shape_weights(s, config.max_edge)
-    d, t0, t1 = (_cum_pick(cum, rng) for _ in range(3))
+    depth_cum = _shape_weights(s, config.max_edge, config.max_depth)
+    width_cum = _shape_weights(s, config.max_edge, config.max_width)
+    d = _cum_pick(depth_cum, rng)
+    t0, t1 = _cum_pick(width_cum, rng), _cum_pick(width_cum, rng)
     w0, w1 = min(t0, t1), max(t0, t1)
     p = rng.random()
     min_e = (d - 1) * w0
@@ -136,7 +144,7 @@ def _attempt(
         rng.shuffle(order)
     elif perm_level <= 4:
         order = _mild_shuffle(order, perm_level, rng)
-    layer_names, item_names = load_catalog().sample_names(st.depth, st.widths, rng)
+    layer_names, item_names = load_catalog(config.catalog_items).sample_names(st.depth, st.widths, rng)
     problem = Problem(
         structure=st,
         layer_names=layer_names,
