@@ -36,7 +36,7 @@ def child(n: int, mode: str) -> dict:
     import torch
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    from probing.activations import collect_activations, layer_hook
+    from physlm.probing.activations import collect_activations, layer_hook
 
     torch.set_num_threads(1)
     cfg = HookedTransformerConfig(

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/cfg_data.py --grammar cfg3f --n 100000 --num-proc 2
 
 Prints sentences/s of (a) a recursive reference sampler written like the official ``CFG_Node.generate``
-(tokens only), (b) :func:`tasks.cfg.sample_symbols`, (c) :func:`tasks.cfg.sample_sentence` (with labels),
+(tokens only), (b) :func:`physlm.tasks.cfg.sample_symbols`, (c) :func:`physlm.tasks.cfg.sample_sentence` (with labels),
 and (d) the wall time of ``export_cfg_dataset`` for ``--n`` sentences with ``--num-proc`` workers.
 """
 
@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tasks.cfg import CFGDataConfig, export_cfg_dataset, load_grammar, sample_sentence, sample_symbols
-from tasks.cfg.grammar import Grammar
+from physlm.tasks.cfg import CFGDataConfig, export_cfg_dataset, load_grammar, sample_sentence, sample_symbols
+from physlm.tasks.cfg.grammar import Grammar
 
 
 def reference_sample(grammar: Grammar, rng: random.Random, depth: int = 0, symbol: int = 0) -> list[int]:

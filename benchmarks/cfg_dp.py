@@ -1,4 +1,4 @@
-"""Speed of the exact CFG DPs (tasks.cfg.dp) on cfg3f sentences, against a pure-Python CYK reference.
+"""Speed of the exact CFG DPs (physlm.tasks.cfg.dp) on cfg3f sentences, against a pure-Python CYK reference.
 
 Prints sentences/s for each public DP function and the ratio against one pass of a plain pure-Python
 CYK inside algorithm written here: a dict chart of the (start, end) spans each level derives, rules
@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from tasks.cfg import load_grammar, sample_symbols  # noqa: E402
-from tasks.cfg.dp import count_parses, is_valid, log_prob, next_token_distribution, parse_tree  # noqa: E402
-from tasks.cfg.grammar import Grammar  # noqa: E402
+from physlm.tasks.cfg import load_grammar, sample_symbols  # noqa: E402
+from physlm.tasks.cfg.dp import count_parses, is_valid, log_prob, next_token_distribution, parse_tree  # noqa: E402
+from physlm.tasks.cfg.grammar import Grammar  # noqa: E402
 
 
 def cyk_log_prob(grammar: Grammar, symbols: Sequence[int]) -> float:
@@ -90,7 +90,7 @@ def main() -> None:
     for x in ref_sentences:
         ref, fast = cyk_log_prob(grammar, x), log_prob(grammar, x)
         if not math.isclose(ref, fast, rel_tol=1e-9):
-            raise SystemExit(f"log-probabilities disagree: CYK reference {ref!r}, tasks.cfg.dp {fast!r}")
+            raise SystemExit(f"log-probabilities disagree: CYK reference {ref!r}, physlm.tasks.cfg.dp {fast!r}")
     ref_s = _time(cyk_log_prob, grammar, ref_sentences)
     print(f"pure-Python CYK reference: {ref_s * 1e3:.1f} ms/sentence ({1 / ref_s:.1f} sentences/s); "
           "its log-probabilities agree with log_prob on every sentence")

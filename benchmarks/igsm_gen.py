@@ -13,7 +13,7 @@ import argparse
 import random
 import time
 
-from tasks.igsm import generate_problem, generate_problem_blind, preset
+from physlm.tasks.igsm import generate_problem, generate_problem_blind, preset
 
 
 def rate(gen, name: str, n: int, seconds: float, seed: int) -> tuple[float, float, int]:

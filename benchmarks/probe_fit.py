@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def features(n_tokens: int, seed: int = 0):
     """(X [tokens, 7, 128], y [tokens], sentence id [tokens]) from a seeded 6-layer model on cfg3b."""
 
-    from probing.activations import collect_activations, layer_hook
-    from probing.align import SentenceLayout, gather_labels
-    from tasks.cfg import cfg_token_table, load_grammar, sample_sentence, symbols_to_ids
-    from training.model import build_model
-    from training.model_config import ModelConfig
+    from physlm.probing.activations import collect_activations, layer_hook
+    from physlm.probing.align import SentenceLayout, gather_labels
+    from physlm.tasks.cfg import cfg_token_table, load_grammar, sample_sentence, symbols_to_ids
+    from physlm.training.model import build_model
+    from physlm.training.model_config import ModelConfig
 
     grammar = load_grammar("cfg3b")
     table = cfg_token_table(grammar)
@@ -68,8 +68,8 @@ def main() -> None:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    from probing.fit import FitConfig
-    from probing.linear import LinearProbe
+    from physlm.probing.fit import FitConfig
+    from physlm.probing.linear import LinearProbe
 
     torch.set_num_threads(1)
     if args.cache is not None and args.cache.is_file():

@@ -3,7 +3,7 @@
 Three models of the same shape train side by side, their steps interleaved so machine load hits all alike:
 
 * ``stock``:  ``transformer_lens.HookedTransformer`` built from the same ``HookedTransformerConfig``;
-* ``physlm``: ``training.build_model`` in training mode (the fast path, :mod:`training.fast_path`);
+* ``physlm``: ``physlm.training.build_model`` in training mode (the fast path, :mod:`physlm.training.fast_path`);
 * ``plain``:  a minimal PyTorch GPT (fused qkv ``nn.Linear``, ``F.scaled_dot_product_attention``, the same
   positional scheme) written below, the reference for the ">= 0.9x" target.
 
@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training import ModelConfig, build_model  # noqa: E402
+from physlm.training import ModelConfig, build_model  # noqa: E402
 
 
 class PlainBlock(nn.Module):

@@ -23,7 +23,7 @@ def library_versions() -> dict[str, str]:
 
 def git_sha(path: str | Path | None = None) -> str | None:
     """The commit of the physlm checkout (with '-dirty' when it has local changes), or None."""
-    where = Path(path) if path is not None else Path(__file__).resolve().parent.parent
+    where = Path(path) if path is not None else Path(__file__).resolve().parents[1]
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5, check=True

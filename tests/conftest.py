@@ -10,9 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from jaxtyping import install_import_hook  # noqa: E402
 
 # Every function annotated in these packages is checked at call time during the tests.
-_HOOK = install_import_hook(
-    ["physlm", "tasks", "training", "probing", "analysis", "experiments"], "beartype.beartype"
-)
+_HOOK = install_import_hook(["physlm"], "beartype.beartype")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -25,7 +23,7 @@ torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 @pytest.fixture
 def tiny_model_config():
     """A 2-layer, 32-dim ModelConfig with a 10-token vocabulary (seeded)."""
-    from training import ModelConfig
+    from physlm.training import ModelConfig
 
     return ModelConfig(
         n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=64, d_vocab=10, positional="rotary", seed=0
@@ -35,7 +33,7 @@ def tiny_model_config():
 @pytest.fixture
 def tiny_model(tiny_model_config):
     """A tiny seeded HookedTransformer built from :func:`tiny_model_config`."""
-    from training import build_model
+    from physlm.training import build_model
 
     return build_model(tiny_model_config)
 
@@ -43,7 +41,7 @@ def tiny_model(tiny_model_config):
 @pytest.fixture
 def tiny_model_factory():
     """Build tiny seeded HookedTransformers with any ModelConfig overrides: ``factory(positional="alibi")``."""
-    from training import ModelConfig, build_model
+    from physlm.training import ModelConfig, build_model
 
     def factory(**overrides):
         base = dict(n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=64, d_vocab=10, seed=0)

@@ -1,5 +1,5 @@
 """Fixtures of the analysis tests: a toy grammar small enough to enumerate, and an exact oracle built from
-the enumeration (independent of tasks.cfg.dp), so every expected number is derived, not typed in."""
+the enumeration (independent of physlm.tasks.cfg.dp), so every expected number is derived, not typed in."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from tasks.cfg.grammar import Grammar
+from physlm.tasks.cfg.grammar import Grammar
 
 
 def toy_grammar() -> Grammar:
@@ -89,10 +89,10 @@ def toy_dp(toy: Grammar) -> EnumeratedDP:
 
 @pytest.fixture
 def toy_model():
-    """A tiny seeded HookedTransformer (training.build_model) over the toy grammar's 6-token vocabulary."""
+    """A tiny seeded HookedTransformer (physlm.training.build_model) over the toy grammar's 6-token vocabulary."""
     # submodule imports: under pytest's default import mode tests/training shadows the package's __init__
-    from training.model import build_model
-    from training.model_config import ModelConfig
+    from physlm.training.model import build_model
+    from physlm.training.model_config import ModelConfig
 
     config = ModelConfig(n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=48, d_vocab=6, positional="rotary", seed=0)
     return build_model(config).eval()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.attention_stats import (
+from physlm.analysis.attention_stats import (
     AttentionStats,
     accumulate_attention,
     adjacency_table,
@@ -15,8 +15,8 @@ from analysis.attention_stats import (
     near_end_table,
     position_table,
 )
-from analysis.layout import fresh_sentences, stack_windows, window_batches
-from tasks.cfg import cfg_token_table
+from physlm.analysis.layout import fresh_sentences, stack_windows, window_batches
+from physlm.tasks.cfg import cfg_token_table
 
 N_CTX = 40
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from analysis.cli import analyze_generation
-from analysis.config import GenerationConfig
-from analysis.generation import (
+from physlm.analysis.cli import analyze_generation
+from physlm.analysis.config import GenerationConfig
+from physlm.analysis.generation import (
     diversity,
     evaluate_generation,
     fresh_symbol_sentences,
@@ -24,9 +24,9 @@ from analysis.generation import (
     run_completions,
     smoothed_kl_rows,
 )
-from analysis.sampling import Continuations, ModelSampler, sample_continuations
+from physlm.analysis.sampling import Continuations, ModelSampler, sample_continuations
 from physlm.rundir import RunDir
-from tasks.cfg import cfg_token_table, load_grammar
+from physlm.tasks.cfg import cfg_token_table, load_grammar
 
 OFFSET = 3  # terminal t is token id t + 3
 
@@ -134,7 +134,7 @@ def test_smoothed_kl_rows_by_hand():
 
 
 def test_exact_dp_agrees_with_enumeration(toy, toy_dp):
-    from tasks.cfg import dp
+    from physlm.tasks.cfg import dp
 
     for s in fresh_symbol_sentences(toy, 11, 5):
         assert dp.is_valid(toy, s)
@@ -214,8 +214,8 @@ def test_exact_model_is_perfect(toy, toy_dp):
 
 
 def test_cli_writes_generation_json(tmp_path, monkeypatch, toy, toy_dp, toy_model):
-    import analysis.generation as generation
-    import analysis.runs as runs
+    import physlm.analysis.generation as generation
+    import physlm.analysis.runs as runs
 
     table = cfg_token_table(toy)
     loaded = runs.AnalysisRun(toy_model, table, toy, 48, {"grammar": "toy"}, tmp_path)
@@ -263,8 +263,8 @@ def test_model_sampler_respects_context(toy_model):
 
 
 def test_compare_robustness_labels_both_runs(tmp_path, monkeypatch, toy, toy_dp):
-    import analysis.generation as generation
-    import analysis.runs as runs
+    import physlm.analysis.generation as generation
+    import physlm.analysis.runs as runs
 
     table = cfg_token_table(toy)
     oracle = OracleLM(toy_dp, table)

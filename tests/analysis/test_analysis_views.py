@@ -10,12 +10,12 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from analysis import attention_figures as figs
-from analysis.attention_stats import AttentionStats
-from analysis.cli import analyze_attention, rows_to_csv
-from analysis.config import AttentionConfig
-from analysis.layout import fresh_sentences, window_batches
-from analysis.parse_view import (
+from physlm.analysis import attention_figures as figs
+from physlm.analysis.attention_stats import AttentionStats
+from physlm.analysis.cli import analyze_attention, rows_to_csv
+from physlm.analysis.config import AttentionConfig
+from physlm.analysis.layout import fresh_sentences, window_batches
+from physlm.analysis.parse_view import (
     attention_parse_figure,
     circuitsvis_attention,
     circuitsvis_available,
@@ -23,7 +23,7 @@ from analysis.parse_view import (
     spans_of,
 )
 from physlm.rundir import RunDir
-from tasks.cfg import cfg_token_table, sample_sentence
+from physlm.tasks.cfg import cfg_token_table, sample_sentence
 
 
 def test_spans_of_a_level():
@@ -82,7 +82,7 @@ def test_rows_to_csv_round_trip():
 
 
 def test_attention_cli_stage(tmp_path, monkeypatch, toy, toy_model):
-    import analysis.runs as runs
+    import physlm.analysis.runs as runs
 
     loaded = runs.AnalysisRun(toy_model, cfg_token_table(toy), toy, 48, {"grammar": "toy"}, tmp_path)
     monkeypatch.setattr(runs, "load_analysis_run", lambda path, device="cpu": loaded)

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from experiments.cli import main
+from physlm.experiments.cli import main
 from physlm.rundir import RunDir
-from tasks.cfg import load_cfg_dataset, load_grammar
+from physlm.tasks.cfg import load_cfg_dataset, load_grammar
 
 
 def test_data_cfg_writes_a_run_directory(tmp_path):

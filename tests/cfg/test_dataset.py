@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from tasks.cfg import (
+from physlm.tasks.cfg import (
     CFGDataConfig,
     cfg_features,
     corrupt_dataset,
@@ -17,7 +17,7 @@ from tasks.cfg import (
     load_grammar,
     sample_sentence,
 )
-from tasks.cfg.dataset import shard_rngs
+from physlm.tasks.cfg.dataset import shard_rngs
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tasks.cfg.dp import count_parses, is_valid, log_prob, next_token_distribution, parse_tree
-from tasks.cfg.grammar import Grammar
-from tasks.cfg.sample import ParseNode
+from physlm.tasks.cfg.dp import count_parses, is_valid, log_prob, next_token_distribution, parse_tree
+from physlm.tasks.cfg.grammar import Grammar
+from physlm.tasks.cfg.sample import ParseNode
 
-OFFICIAL = Path(__file__).resolve().parents[2] / "tasks" / "cfg" / "grammars"
+OFFICIAL = Path(__file__).resolve().parents[2] / "physlm" / "tasks" / "cfg" / "grammars"
 CFG3F_START = (3, 3, 3, 3, 1, 1, 2, 1, 3, 1, 2, 3, 2, 2, 1, 2, 3, 3, 1, 2)
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.cfg import (
+from physlm.tasks.cfg import (
     DEFAULT_GRAMMAR,
     Grammar,
     GrammarError,
@@ -21,7 +21,7 @@ from tasks.cfg import (
     random_grammar,
     save_grammar,
 )
-from tasks.cfg.grammar_io import official_ids, spreadsheet_name
+from physlm.tasks.cfg.grammar_io import official_ids, spreadsheet_name
 
 OFFICIAL = ["cfg3b", "cfg3i", "cfg3h", "cfg3g", "cfg3f", "cfg3e1", "cfg3e2", "cfg3j", "cfg3k"]
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "cfg3"
@@ -82,7 +82,7 @@ def test_official_json_round_trip(name, tmp_path):
     assert load_grammar(out, allow_unreachable=True) == g
     written = json.loads(out.read_text())
     original = json.loads(
-        (Path(__file__).resolve().parents[2] / "tasks/cfg/grammars" / f"{name}.json").read_text()
+        (Path(__file__).resolve().parents[2] / "physlm/tasks/cfg/grammars" / f"{name}.json").read_text()
     )
     for key in (
         "depth",
@@ -106,7 +106,7 @@ def test_official_json_round_trip(name, tmp_path):
 @pytest.mark.skipif(not SHARED.is_dir(), reason="shared reference data not present")
 @pytest.mark.parametrize("name", OFFICIAL)
 def test_shipped_presets_are_copies_of_the_official_files(name):
-    shipped = Path(__file__).resolve().parents[2] / "tasks/cfg/grammars" / f"{name}.json"
+    shipped = Path(__file__).resolve().parents[2] / "physlm/tasks/cfg/grammars" / f"{name}.json"
     assert shipped.read_bytes() == (SHARED / f"{name}.json").read_bytes()
 
 
@@ -185,7 +185,7 @@ def test_bad_text_files_name_problem_and_location(case, tmp_path):
 
 
 def _official(tmp_path: Path, mutate) -> Path:
-    data = json.loads((Path(__file__).resolve().parents[2] / "tasks/cfg/grammars/cfg3b.json").read_text())
+    data = json.loads((Path(__file__).resolve().parents[2] / "physlm/tasks/cfg/grammars/cfg3b.json").read_text())
     mutate(data)
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))
@@ -240,7 +240,7 @@ def test_grammar_constructor_checks_structure():
     with pytest.raises(GrammarError, match="has no rules"):
         Grammar(name="x", sizes=(1, 2, 2), rules=((((0, 1),),), (((0, 1),), ())))
     # nested lists (as from JSON) become tuples
-    from tasks.cfg.grammar import grammar_from_rules
+    from physlm.tasks.cfg.grammar import grammar_from_rules
 
     g = grammar_from_rules("x", [1, 2], [[[[0, 1], [1, 0]]]])
     assert g.rules == ((((0, 1), (1, 0)),),) and Grammar.from_json(g.to_json()) == g
@@ -283,7 +283,7 @@ def test_random_grammar_rejects_impossible_knobs():
 
 
 def test_small_presets_are_reproducible_from_the_builder():
-    from tasks.cfg.presets import SMALL_PRESET_RECIPES
+    from physlm.tasks.cfg.presets import SMALL_PRESET_RECIPES
 
     for name, recipe in SMALL_PRESET_RECIPES.items():
         assert random_grammar(**recipe, name=name) == load_grammar(name).replace(symbol_names=None)
@@ -291,7 +291,7 @@ def test_small_presets_are_reproducible_from_the_builder():
 
 def test_presets_dir_is_package_data(tmp_path):
     # a copied preset file loads by path too, under its file name
-    src = Path(__file__).resolve().parents[2] / "tasks/cfg/grammars/cfg_small.json"
+    src = Path(__file__).resolve().parents[2] / "physlm/tasks/cfg/grammars/cfg_small.json"
     shutil.copy(src, tmp_path / "mine.json")
     assert load_grammar(tmp_path / "mine.json").replace(name="cfg_small") == load_grammar("cfg_small")
 
@@ -300,7 +300,7 @@ def test_presets_dir_is_package_data(tmp_path):
 def test_grammar_stats_on_the_default_preset():
     import importlib.util
 
-    from tasks.cfg.stats import grammar_stats
+    from physlm.tasks.cfg.stats import grammar_stats
 
     g = load_grammar(DEFAULT_GRAMMAR)
     stats = grammar_stats(g, n_samples=400, n_dp_samples=60, seed=1)
@@ -315,7 +315,7 @@ def test_grammar_stats_on_the_default_preset():
     # the preset's design goal: neither the last 2 tokens nor the position give the NT ancestor away
     assert max(stats.context_ancestor_at_end[2]) < 0.8
     assert max(stats.position_ancestor_at_end) < 0.8
-    if importlib.util.find_spec("tasks.cfg.dp") is not None:
+    if importlib.util.find_spec("physlm.tasks.cfg.dp") is not None:
         # unique parses, so the string entropy equals the exact derivation entropy
         assert stats.ambiguous_fraction == 0.0 and stats.max_parses == 1
         gap = abs(stats.entropy_floor_per_token - stats.derivation_entropy_per_token)

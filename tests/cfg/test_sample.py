@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.base import Task
-from tasks.cfg import (
+from physlm.tasks.base import Task
+from physlm.tasks.cfg import (
     CFGTask,
     CFGTaskConfig,
     cfg_token_table,
@@ -24,7 +24,7 @@ from tasks.cfg import (
     sample_symbols,
     symbols_to_ids,
 )
-from tasks.cfg.sample import ParseNode
+from physlm.tasks.cfg.sample import ParseNode
 
 CFG3F_START = (3, 3, 3, 3, 1, 1, 2, 1, 3, 1, 2, 3, 2, 2, 1, 2, 3, 3, 1, 2)
 CFG3K_START = (1, 3, 1, 1, 3, 1, 2, 1, 3, 1, 1, 1, 2, 2, 1, 1, 1, 2, 1, 1)
@@ -134,7 +134,7 @@ def test_labels_follow_the_tree_on_presets(name):
 
 
 def test_rule_probabilities_are_respected():
-    from tasks.cfg import parse_grammar_text
+    from physlm.tasks.cfg import parse_grammar_text
 
     g = parse_grammar_text("S -> A A @0.9 | A A A @0.1\nA -> 1 2 | 2 1\n", name="p")
     rng = random.Random(0)

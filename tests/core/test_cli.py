@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from experiments.cli import COMMANDS, main
+from physlm.experiments.cli import COMMANDS, main
 
 
 def test_top_level_help_lists_every_stage(capsys):
@@ -30,13 +30,13 @@ def test_unknown_stage_and_command_fail_clearly(capsys):
 
 def test_console_script_help_runs_in_a_subprocess():
     out = subprocess.run(
-        [sys.executable, "-m", "experiments.cli", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "physlm.experiments.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "stages:" in out
 
 
 def test_console_script_turns_user_errors_into_one_clear_line(tmp_path, capsys, monkeypatch):
-    from experiments.cli import console_main
+    from physlm.experiments.cli import console_main
 
     monkeypatch.delenv("PHYSLM_DEBUG", raising=False)
     assert console_main(["probe", "cfg", "--run", str(tmp_path / "missing")]) == 2

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from physlm.rundir import RunDirExistsError
-from training.distributed import DistContext, call_on_main
+from physlm.training.distributed import DistContext, call_on_main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,9 +68,9 @@ def test_call_on_main_raises_rank0_error_on_every_rank():
 def test_train_stage_alone_trains_into_a_new_run(tmp_path, monkeypatch):
     import torch
 
-    from experiments.run_cfg import CFGExperimentConfig, _model_config, _train_config
-    from experiments.train_stage import run_train_stage
-    from training.tasks_registry import build_task, task_record
+    from physlm.experiments.run_cfg import CFGExperimentConfig, _model_config, _train_config
+    from physlm.experiments.train_stage import run_train_stage
+    from physlm.training.tasks_registry import build_task, task_record
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     config = CFGExperimentConfig(grammar="cfg_tiny", preset="gpt-tiny", n_ctx=32, steps=2, batch_size=2, device="cpu")
@@ -93,7 +93,7 @@ def test_train_stage_alone_trains_into_a_new_run(tmp_path, monkeypatch):
 
 
 def _launch(args: list[str], timeout_s: float) -> tuple[int, str, float]:
-    """Run ``torchrun --standalone --nproc_per_node=2 -m experiments.cli ARGS``; (exit code, output, seconds).
+    """Run ``torchrun --standalone --nproc_per_node=2 -m physlm.experiments.cli ARGS``; (exit code, output, seconds).
 
     On timeout the whole process group (torchrun and its workers) is killed and the test fails.
     """
@@ -102,7 +102,7 @@ def _launch(args: list[str], timeout_s: float) -> tuple[int, str, float]:
     # torchrun stops the other workers once one has failed; polling every 2 s (not 0.1 s) lets a rank that fails
     # a moment after another still print its own error on a loaded machine
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "--monitor-interval=2", "-m", "experiments.cli", *args]
+               "--monitor-interval=2", "-m", "physlm.experiments.cli", *args]
     start = time.monotonic()
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
@@ -117,7 +117,7 @@ def _launch(args: list[str], timeout_s: float) -> tuple[int, str, float]:
 
 @pytest.mark.slow
 def test_run_cfg_under_torchrun(tmp_path):
-    from training.checkpoint import latest_checkpoint, read_checkpoint_meta
+    from physlm.training.checkpoint import latest_checkpoint, read_checkpoint_meta
 
     out = tmp_path / "run"
     args = ["run", "cfg", "--out", str(out), "--grammar", "cfg_tiny", "--preset", "gpt-tiny", "--steps", "4",

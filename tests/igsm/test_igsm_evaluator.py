@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.igsm import evaluate_text, generate_problem, parse_problem, preset
-from tasks.igsm.problem import render_solution
-from tasks.igsm.reask import _ancestor_order
+from physlm.tasks.igsm import evaluate_text, generate_problem, parse_problem, preset
+from physlm.tasks.igsm.problem import render_solution
+from physlm.tasks.igsm.reask import _ancestor_order
 
 # Spec §1.5: the official seed-42 iGSM-med op=2 example. The spec elides the middle of the problem ("...");
 # the sentence about Octopus Den's Giraffe is ours, so that every parameter the text names is defined.

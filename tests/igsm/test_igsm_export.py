@@ -3,13 +3,13 @@ import random
 
 import pytest
 
-from tasks.igsm import evaluate_text, export_dataset, export_text, features, preset, reask
-from tasks.igsm.cli import data_igsm, igsm_show
-from tasks.igsm.dependency import op_count
-from tasks.igsm.export import draw, problem_record
-from tasks.igsm.generator import generate_problem
-from tasks.igsm.reask import generate_reask
-from tasks.igsm.tokenizer import igsm_token_table
+from physlm.tasks.igsm import evaluate_text, export_dataset, export_text, features, preset, reask
+from physlm.tasks.igsm.cli import data_igsm, igsm_show
+from physlm.tasks.igsm.dependency import op_count
+from physlm.tasks.igsm.export import draw, problem_record
+from physlm.tasks.igsm.generator import generate_problem
+from physlm.tasks.igsm.reask import generate_reask
+from physlm.tasks.igsm.tokenizer import igsm_token_table
 
 
 def test_record_positions_and_shapes():

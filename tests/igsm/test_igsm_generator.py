@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.igsm import IGSMConfig, evaluate_text, generate_problem, generate_problem_blind, preset
-from tasks.igsm.dependency import op_count
-from tasks.igsm.structure import RNG
+from physlm.tasks.igsm import IGSMConfig, evaluate_text, generate_problem, generate_problem_blind, preset
+from physlm.tasks.igsm.dependency import op_count
+from physlm.tasks.igsm.structure import RNG
 
 
 def test_same_seed_same_problems():
@@ -90,7 +90,7 @@ def test_an_op_without_templates_in_the_split_is_redrawn_not_hung():
 def test_template_hash_ignores_names_numbers_and_symbol_choice():
     a = generate_problem(preset("small", split="all", op=4), random.Random(5))
     # the same problem with other symbols has the same template
-    from tasks.igsm.problem import render_solution
+    from physlm.tasks.igsm.problem import render_solution
 
     before = a.hash_bucket
     render_solution(a, a.topo, random.Random(99))
@@ -147,7 +147,7 @@ def test_early_rejection_keeps_the_distribution_of_blind_rejection():
 
 
 def test_ood_configs_force_larger_ops_on_the_test_split():
-    from tasks.igsm import OOD_OPS, ood_configs
+    from physlm.tasks.igsm import OOD_OPS, ood_configs
 
     cfgs = ood_configs("med")
     assert sorted(cfgs) == list(OOD_OPS["med"]) == [20, 21, 22, 23]

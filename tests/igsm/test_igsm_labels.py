@@ -3,9 +3,9 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.igsm import generate_problem, preset, problem_labels
-from tasks.igsm.labels import UNKNOWN_VALUE, whole_graph
-from tasks.igsm.structure import RNG
+from physlm.tasks.igsm import generate_problem, preset, problem_labels
+from physlm.tasks.igsm.labels import UNKNOWN_VALUE, whole_graph
+from physlm.tasks.igsm.structure import RNG
 
 
 def _ancestors(preds, p):

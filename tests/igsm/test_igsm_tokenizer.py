@@ -2,10 +2,10 @@ import random
 
 import pytest
 
-from tasks.base import Task
-from tasks.igsm import IGSMTask, decode, encode, generate_problem, igsm_token_table, preset, tokenize
-from tasks.igsm.catalog import load_catalog
-from tasks.igsm.tokenizer import TokenizeError
+from physlm.tasks.base import Task
+from physlm.tasks.igsm import IGSMTask, decode, encode, generate_problem, igsm_token_table, preset, tokenize
+from physlm.tasks.igsm.catalog import load_catalog
+from physlm.tasks.igsm.tokenizer import TokenizeError
 
 
 def test_token_table_layout():

@@ -9,7 +9,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def igsm_vocab() -> int:
-    from tasks.igsm import igsm_token_table
+    from physlm.tasks.igsm import igsm_token_table
 
     return igsm_token_table().d_vocab
 
@@ -17,7 +17,7 @@ def igsm_vocab() -> int:
 @pytest.fixture
 def tiny_igsm_model(igsm_vocab):
     """A 2-layer, 32-dim rotary model over the iGSM vocabulary with a 384-token context (seeded)."""
-    from training import ModelConfig, build_model
+    from physlm.training import ModelConfig, build_model
 
     config = ModelConfig(n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=384, d_vocab=igsm_vocab, seed=0)
     return build_model(config).eval()
@@ -26,7 +26,7 @@ def tiny_igsm_model(igsm_vocab):
 @pytest.fixture(scope="module")
 def tiny_problems():
     """Five tiny-preset problems (train split) drawn with a fixed seed."""
-    from tasks.igsm import generate_problem, preset
+    from physlm.tasks.igsm import generate_problem, preset
 
     rng = random.Random("igsm-experiment-tests")
     return [generate_problem(preset("tiny"), rng) for _ in range(5)]
@@ -34,6 +34,6 @@ def tiny_problems():
 
 @pytest.fixture(scope="module")
 def tiny_records(tiny_problems):
-    from tasks.igsm import problem_record
+    from physlm.tasks.igsm import problem_record
 
     return [problem_record(p) for p in tiny_problems]

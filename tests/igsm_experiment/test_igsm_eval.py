@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from analysis.igsm_eval import (
+from physlm.analysis.igsm_eval import (
     IGSMEvalConfig,
     eval_cells,
     evaluate_model,
@@ -53,9 +53,9 @@ def test_broken_solutions_are_caught(tiny_problems):
 def test_an_extra_unnecessary_parameter_is_counted():
     """A solution that first computes an unnecessary parameter (and its own dependencies) is still correct,
     and the evaluator counts every unnecessary parameter it defines (level-0 behaviour)."""
-    from tasks.igsm import generate_problem, preset
-    from tasks.igsm.problem import render_solution
-    from tasks.igsm.reask import _ancestor_order
+    from physlm.tasks.igsm import generate_problem, preset
+    from physlm.tasks.igsm.problem import render_solution
+    from physlm.tasks.igsm.reask import _ancestor_order
 
     rng = random.Random(3)
     for _ in range(200):
@@ -129,7 +129,7 @@ def test_evaluate_model_record(tiny_igsm_model):
 
 
 def test_batched_generation_matches_one_row_at_a_time(tiny_igsm_model):
-    from analysis.igsm_eval import greedy_batch
+    from physlm.analysis.igsm_eval import greedy_batch
 
     g = torch.Generator().manual_seed(0)
     prompts = [[1, *torch.randint(4, 200, (k,), generator=g).tolist()] for k in (3, 9, 6)]

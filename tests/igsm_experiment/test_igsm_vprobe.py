@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from probing.cfg_recipe import CSV_COLUMNS
-from probing.fit import FitConfig
-from probing.igsm_vprobe import (
+from physlm.probing.cfg_recipe import CSV_COLUMNS
+from physlm.probing.fit import FitConfig
+from physlm.probing.igsm_vprobe import (
     TARGETS,
     CachedVProbe,
     IGSMProbeConfig,
@@ -21,11 +21,11 @@ from probing.igsm_vprobe import (
     probe_igsm_models,
     problem_beliefs,
 )
-from probing.vprobe import LowRankEmbeddingProbe
+from physlm.probing.vprobe import LowRankEmbeddingProbe
 
 
 def _decode(ids):
-    from tasks.igsm import igsm_token_table
+    from physlm.tasks.igsm import igsm_token_table
 
     return igsm_token_table().decode([int(i) for i in ids])
 

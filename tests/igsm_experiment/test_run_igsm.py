@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from experiments.run_igsm import IGSMExperimentConfig, model_config, run_igsm_experiment, train_config
+from physlm.experiments.run_igsm import IGSMExperimentConfig, model_config, run_igsm_experiment, train_config
 
 
 def _smoke_config() -> IGSMExperimentConfig:
-    from analysis.igsm_eval import IGSMEvalConfig
-    from probing.fit import FitConfig
-    from probing.igsm_vprobe import IGSMProbeConfig
+    from physlm.analysis.igsm_eval import IGSMEvalConfig
+    from physlm.probing.fit import FitConfig
+    from physlm.probing.igsm_vprobe import IGSMProbeConfig
 
     return IGSMExperimentConfig(
         model="gpt_rot-tiny", d_model=32, n_ctx=320, seq_len=256, steps=3, batch_size=2, device="cpu", png=False,
@@ -24,8 +24,8 @@ def _smoke_config() -> IGSMExperimentConfig:
 
 
 def test_smoke_run_writes_every_artifact(tmp_path):
-    from probing.cfg_recipe import CSV_COLUMNS
-    from probing.igsm_vprobe import TARGETS
+    from physlm.probing.cfg_recipe import CSV_COLUMNS
+    from physlm.probing.igsm_vprobe import TARGETS
 
     run = run_igsm_experiment(tmp_path / "run", _smoke_config())
     for stage in ("train", "eval", "probe", "report"):
@@ -64,7 +64,7 @@ def test_configs_follow_the_experiment():
 
 
 def test_cli_exposes_the_nested_options(capsys):
-    from experiments.cli import main
+    from physlm.experiments.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(["run", "igsm", "--help"])

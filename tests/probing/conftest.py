@@ -2,22 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-# pytest's rootdir-relative sys.path puts tests/ first, so tests/<name>/ folders without __init__.py shadow
-# the packages of the same name (training, probing, analysis) as empty namespace packages. Put the repository
-# first and drop such shadows. (The lasting fix is `pythonpath = ["."]` in pytest's ini options.)
-_ROOT = str(Path(__file__).resolve().parents[2])
-if sys.path[:1] != [_ROOT]:
-    sys.path.insert(0, _ROOT)
-for _name in ("training", "probing", "analysis", "tasks", "physlm", "experiments"):
-    _mod = sys.modules.get(_name)
-    if _mod is not None and getattr(_mod, "__file__", None) is None:
-        for _key in [k for k in sys.modules if k == _name or k.startswith(_name + ".")]:
-            del sys.modules[_key]
 
 
 def make_hooked(seed: int = 0, n_layers: int = 2, d_vocab: int = 10, positional: str = "rotary"):

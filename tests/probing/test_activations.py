@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from probing.activations import Activations, collect_activations, layer_hook, rows_to_padded
-from probing.align import SentenceLayout
+from physlm.probing.activations import Activations, collect_activations, layer_hook, rows_to_padded
+from physlm.probing.align import SentenceLayout
 
 
 def _tokens(n=7, seq=12, seed=0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from probing.align import IGNORE_INDEX, PackedLayout, SentenceLayout, gather_labels, to_sentence_rows
+from physlm.probing.align import IGNORE_INDEX, PackedLayout, SentenceLayout, gather_labels, to_sentence_rows
 
 BOS, EOS, PAD = 1, 2, 0
 

@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from probing.fit import FitConfig
+from physlm.probing.fit import FitConfig
 
 
 def _make_run(tmp_path, grammar="cfg_tiny", n_layers=2):
     from physlm.rundir import RunDir
-    from tasks.cfg import cfg_token_table, load_grammar
-    from training import ModelConfig, build_model
-    from training.checkpoint import save_checkpoint
-    from training.train_config import TrainConfig
+    from physlm.tasks.cfg import cfg_token_table, load_grammar
+    from physlm.training import ModelConfig, build_model
+    from physlm.training.checkpoint import save_checkpoint
+    from physlm.training.train_config import TrainConfig
 
     table = cfg_token_table(load_grammar(grammar))
     config = ModelConfig(n_layers=n_layers, d_model=32, n_heads=4, n_ctx=64, d_vocab=table.d_vocab, seed=0)
@@ -35,7 +35,7 @@ QUICK = dict(
 
 
 def test_recipe_writes_results_figures_and_config(tmp_path):
-    from probing.cfg_recipe import CSV_COLUMNS, ProbeConfig, read_results, run_cfg_probes
+    from physlm.probing.cfg_recipe import CSV_COLUMNS, ProbeConfig, read_results, run_cfg_probes
 
     run = _make_run(tmp_path)
     csv_path = run_cfg_probes(run, ProbeConfig(**QUICK))
@@ -67,7 +67,7 @@ def test_recipe_writes_results_figures_and_config(tmp_path):
 
 
 def test_recipe_is_deterministic_and_checks_its_options(tmp_path):
-    from probing.cfg_recipe import ProbeConfig, run_cfg_probes
+    from physlm.probing.cfg_recipe import ProbeConfig, run_cfg_probes
 
     run = _make_run(tmp_path)
     small = ProbeConfig(**QUICK, layers=(1,), levels=(3,), targets=("ancestor_at_end", "end"),
@@ -86,9 +86,9 @@ def test_recipe_is_deterministic_and_checks_its_options(tmp_path):
 def test_briefly_trained_model_beats_its_random_init_control(tmp_path):
     """Train a tiny model on cfg_tiny for a few hundred steps, then probe it: the NT-end flag at the
     last layer must be decoded better from the trained model than from the random-init control."""
-    from probing.cfg_recipe import ProbeConfig, read_results, run_cfg_probes
-    from training.cli import train
-    from training.train_config import TrainConfig
+    from physlm.probing.cfg_recipe import ProbeConfig, read_results, run_cfg_probes
+    from physlm.training.cli import train
+    from physlm.training.train_config import TrainConfig
 
     run = tmp_path / "run"
     train(out=run, config=TrainConfig(steps=300, batch_size=16, seq_len=64, lr=3e-3, eval_every=0, save_every=0,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from probing.baselines import TableClassifier, control_task, position_token_key
-from probing.metrics import classification_metrics, paired_difference
+from physlm.probing.baselines import TableClassifier, control_task, position_token_key
+from physlm.probing.metrics import classification_metrics, paired_difference
 
 
 def _by_name(metrics):

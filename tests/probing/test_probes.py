@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from probing.align import IGNORE_INDEX
-from probing.fit import FitConfig
-from probing.linear import LinearProbe
-from probing.multihead import LocalProbe, MultiHeadLinearProbe
+from physlm.probing.align import IGNORE_INDEX
+from physlm.probing.fit import FitConfig
+from physlm.probing.linear import LinearProbe
+from physlm.probing.multihead import LocalProbe, MultiHeadLinearProbe
 
 
 def _planted_linear(n=3000, d=16, classes=3, seed=0):
@@ -138,8 +138,8 @@ def test_whitening_and_standardisation_use_the_training_rows():
 
 
 def test_package_exports_and_config_round_trip():
-    import probing
-    from probing.cfg_recipe import ProbeConfig
+    from physlm import probing
+    from physlm.probing.cfg_recipe import ProbeConfig
 
     for name in ("collect_activations", "LinearProbe", "MultiHeadLinearProbe", "LocalProbe",
                  "LowRankEmbeddingProbe", "run_cfg_probes"):

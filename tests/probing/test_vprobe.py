@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from probing.fit import FitConfig
-from probing.vprobe import LowRankEmbeddingProbe
+from physlm.probing.fit import FitConfig
+from physlm.probing.vprobe import LowRankEmbeddingProbe
 
 
 def _planted(n=600, seq=8, seed=0):
@@ -77,7 +77,7 @@ def test_rejects_bad_arguments(hooked_tiny):
 
 
 def test_class_weight_keeps_a_rare_class_from_being_ignored(hooked_tiny):
-    from probing.fit import balanced_class_weight
+    from physlm.probing.fit import balanced_class_weight
 
     tokens, update, read, _ = _planted(n=800, seed=3)
     marked = tokens[update]

@@ -4,15 +4,15 @@ import shutil
 
 import pytest
 
-from analysis.browser_check import check_report_in_browser
-from analysis.report_html import find_chromium
-from experiments.zoo import default_zoo_entry, zoo_path
+from physlm.analysis.browser_check import check_report_in_browser
+from physlm.analysis.report_html import find_chromium
+from physlm.experiments.zoo import default_zoo_entry, zoo_path
 
 pytestmark = pytest.mark.skipif(find_chromium() is None, reason="Debian's chromium is not installed (make installs it)")
 
 
 def test_cfg_report_renders_every_figure(tmp_path):
-    from analysis.report_cfg import build_cfg_report
+    from physlm.analysis.report_cfg import build_cfg_report
 
     if default_zoo_entry() is None:
         pytest.skip("no zoo entry to build a report from")
@@ -28,7 +28,7 @@ def test_cfg_report_renders_every_figure(tmp_path):
 def test_a_script_error_is_reported(tmp_path):
     import plotly.graph_objects as go
 
-    from analysis.report_html import ReportSection, render_report
+    from physlm.analysis.report_html import ReportSection, render_report
 
     path = render_report("t", [ReportSection("s", "", [go.Figure(go.Bar(x=[1], y=[2]))])], tmp_path / "r.html")
     path.write_text(path.read_text().replace("</body>", "<script>no_such_function();</script></body>"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analysis.report_cfg import _reading, probe_headline
+from physlm.analysis.report_cfg import _reading, probe_headline
 
 
 def _rows(level: int, trained: float, random_init: float | None) -> list[dict]:

@@ -8,13 +8,13 @@ import random
 import pytest
 import torch
 
-import training.checkpoint as ckpt_mod
-from tasks.base import TokenTable
-from training import ModelConfig
-from training.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints
-from training.load import load_model
-from training.train_config import TrainConfig
-from training.trainer import Trainer
+import physlm.training.checkpoint as ckpt_mod
+from physlm.tasks.base import TokenTable
+from physlm.training import ModelConfig
+from physlm.training.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints
+from physlm.training.load import load_model
+from physlm.training.train_config import TrainConfig
+from physlm.training.trainer import Trainer
 
 TABLE = TokenTable(task="toy", tokens=("<pad>", "<bos>", "<eos>", "<mask>", "a", "b", "c", "d"))
 

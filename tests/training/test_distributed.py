@@ -12,13 +12,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from tasks.base import TokenTable
-from training import ModelConfig
-from training.checkpoint import latest_checkpoint, load_weights
-from training.data import lane_share
-from training.distributed import DistContext, init_distributed, resolve_device, shutdown_distributed
-from training.train_config import TrainConfig
-from training.trainer import Trainer
+from physlm.tasks.base import TokenTable
+from physlm.training import ModelConfig
+from physlm.training.checkpoint import latest_checkpoint, load_weights
+from physlm.training.data import lane_share
+from physlm.training.distributed import DistContext, init_distributed, resolve_device, shutdown_distributed
+from physlm.training.train_config import TrainConfig
+from physlm.training.trainer import Trainer
 
 TABLE = TokenTable(task="toy", tokens=("<pad>", "<bos>", "<eos>", "<mask>", "a", "b", "c", "d"))
 MODEL = ModelConfig(n_layers=1, d_model=16, n_heads=2, n_ctx=16, d_vocab=TABLE.d_vocab, seed=0)

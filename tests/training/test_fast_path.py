@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn.modules.module import register_module_forward_hook
 
-from training import ModelConfig, build_model, set_fast_path
+from physlm.training import ModelConfig, build_model, set_fast_path
 
 TINY = dict(n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=64, d_vocab=10, seed=0)
 

@@ -9,8 +9,8 @@ import torch
 from transformer_lens import HookedTransformer
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
-from training import MODEL_PRESETS, ModelConfig, build_model, model_preset
-from training.model_config import MODEL_SIZES, MODEL_VARIANTS, default_uniform_windows
+from physlm.training import MODEL_PRESETS, ModelConfig, build_model, model_preset
+from physlm.training.model_config import MODEL_SIZES, MODEL_VARIANTS, default_uniform_windows
 
 TINY = dict(n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=64, d_vocab=10, seed=0)
 

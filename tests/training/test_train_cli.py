@@ -9,11 +9,11 @@ import shutil
 import pytest
 import torch
 
-from experiments.cli import main
+from physlm.experiments.cli import main
 from physlm.rundir import RunDirExistsError, write_atomic
-from training.checkpoint import latest_checkpoint, list_checkpoints
-from training.load import load_model
-from training.tasks_registry import available_tasks, build_task
+from physlm.training.checkpoint import latest_checkpoint, list_checkpoints
+from physlm.training.load import load_model
+from physlm.training.tasks_registry import available_tasks, build_task
 
 TINY = ["--task", "cfg", "--grammar", "cfg_tiny", "--preset", "gpt_rot-tiny",
         "--model-option", "n_layers=1", "d_model=16", "n_heads=2",

@@ -9,9 +9,9 @@ import random
 import pytest
 import torch
 
-from tasks.base import TokenTable
-from training import ModelConfig
-from training.data import (
+from physlm.tasks.base import TokenTable
+from physlm.training import ModelConfig
+from physlm.training.data import (
     BatchStream,
     DatasetDocuments,
     PrefetchingStream,
@@ -19,8 +19,8 @@ from training.data import (
     fixed_batches,
     lane_share,
 )
-from training.train_config import TrainConfig
-from training.trainer import Trainer, lr_at, masked_loss_sum, parameter_groups
+from physlm.training.train_config import TrainConfig
+from physlm.training.trainer import Trainer, lr_at, masked_loss_sum, parameter_groups
 
 TABLE = TokenTable(task="toy", tokens=("<pad>", "<bos>", "<eos>", "<mask>", "a", "b", "c", "d"))
 BOS, EOS, PAD = 1, 2, 0
@@ -251,7 +251,7 @@ def test_config_errors_are_clear():
         Trainer(tiny_config(d_vocab=9), TaskDocuments(ToyTask(), 0), train_config(), progress=False)
     with pytest.raises(ValueError, match="n_ctx"):
         Trainer(tiny_config(), TaskDocuments(ToyTask(), 0), train_config(seq_len=32), progress=False)
-    with pytest.raises(TypeError, match="tasks.base.Task"):
+    with pytest.raises(TypeError, match="physlm.tasks.base.Task"):
         TaskDocuments(object(), 0)
     with pytest.raises(ValueError, match="seed"):
         Trainer(tiny_config(), TaskDocuments(ToyTask(), 5), train_config(), progress=False)

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from experiments.cli import main as physlm
-from experiments.zoo import (
+from physlm.experiments.cli import main as physlm
+from physlm.experiments.zoo import (
     RUN_FILES,
     ZOO_FILE,
     ZooError,
@@ -23,8 +23,8 @@ from experiments.zoo import (
     zoo_path,
 )
 from physlm.rundir import RunDir
-from training.checkpoint import STATE_FILE
-from training.load import load_model
+from physlm.training.checkpoint import STATE_FILE
+from physlm.training.load import load_model
 
 TINY_TRAIN = [
     "--task", "cfg", "--grammar", "cfg_tiny", "--preset", "gpt_rot-tiny",
@@ -116,7 +116,7 @@ def test_builder_refuses_incomplete_runs_existing_entries_and_unknown_commands(t
 def test_reproduction_commands_come_from_the_physlm_command_lines():
     record = {"commands": [
         {"argv": "/repo/.venv/bin/physlm train --out runs/a --grammar cfg3b"},
-        {"argv": "python -m experiments.cli probe cfg --run runs/a"},
+        {"argv": "python -m physlm.experiments.cli probe cfg --run runs/a"},
         {"argv": "/repo/.venv/bin/physlm probe cfg --run runs/a"},
         {"argv": "pytest -q tests"},
     ]}
@@ -160,7 +160,7 @@ def test_notebook_model_opens_the_zoo_or_trains_a_tiny_stand_in(tiny_entry, tmp_
 
 
 def test_default_entry_is_the_default_grammars_else_the_first(tmp_path):
-    from tasks.cfg.presets import DEFAULT_GRAMMAR
+    from physlm.tasks.cfg.presets import DEFAULT_GRAMMAR
 
     assert default_zoo_entry(tmp_path) is None
     for name, grammar in (("a-other", "cfg_tiny"), ("b-default", DEFAULT_GRAMMAR), ("c-other", "cfg3b")):
@@ -179,7 +179,7 @@ ENTRIES = list_zoo()
     "name",
     ENTRIES or [pytest.param(None, marks=pytest.mark.skip(
         reason="experiments/zoo/ holds no entries yet: nothing to re-measure "
-               "(build one with `python -m experiments.zoo build NAME --run RUN_DIR`)"
+               "(build one with `python -m physlm.experiments.zoo build NAME --run RUN_DIR`)"
     ))],
 )
 def test_every_zoo_entry_reproduces_its_recorded_numbers(name):
