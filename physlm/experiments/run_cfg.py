@@ -24,8 +24,8 @@ import tyro
 
 from physlm.analysis.config import AttentionConfig, GenerationConfig
 from physlm.config import Config
-from physlm.rundir import RunDir
 from physlm.probing.cfg_recipe import ProbeConfig
+from physlm.rundir import RunDir
 from physlm.tasks.cfg.presets import DEFAULT_GRAMMAR
 from physlm.training.train_config import TrainConfig
 

@@ -28,8 +28,8 @@ import tyro
 
 from physlm.analysis.igsm_eval import EVAL_FILE, IGSMEvalConfig
 from physlm.config import Config
-from physlm.rundir import RunDir
 from physlm.probing.igsm_vprobe import IGSMProbeConfig
+from physlm.rundir import RunDir
 from physlm.training.train_config import TrainConfig
 
 STAGES = ("train", "eval", "probe", "report")

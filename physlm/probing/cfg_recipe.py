@@ -34,7 +34,6 @@ import torch
 from tqdm.auto import tqdm
 
 from physlm.config import Config
-from physlm.rundir import RunDir, write_atomic
 from physlm.probing.activations import collect_activations, layer_hook, rows_to_padded
 from physlm.probing.align import IGNORE_INDEX, SentenceLayout, gather_labels, to_sentence_rows
 from physlm.probing.baselines import TableClassifier, control_task, position_token_key
@@ -42,6 +41,7 @@ from physlm.probing.fit import FitConfig
 from physlm.probing.linear import LINEAR_DEFAULT, LinearProbe
 from physlm.probing.metrics import Metric, classification_metrics, paired_difference
 from physlm.probing.multihead import MULTIHEAD_DEFAULT, LocalProbe, MultiHeadLinearProbe
+from physlm.rundir import RunDir, write_atomic
 
 TARGETS = ("ancestor", "ancestor_at_end", "end", "end_level")
 CONTROLS = ("random_init", "majority", "position", "position_token", "shuffled")

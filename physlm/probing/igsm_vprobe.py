@@ -556,8 +556,8 @@ def write_igsm_figures(directory: str | Path, rows: Sequence[dict]) -> list[Path
 def run_igsm_probes(run_dir: str | Path, config: IGSMProbeConfig | None = None) -> Path:
     """V-probe a trained iGSM run: writes ``probe_results.csv`` and ``probe_<target>.json`` into the run
     directory and records ``config`` as "probe"; returns the CSV path."""
-    from physlm.rundir import RunDir
     from physlm.probing.cfg_recipe import read_results, write_results
+    from physlm.rundir import RunDir
     from physlm.tasks.igsm import igsm_token_table
     from physlm.training.load import load_model
     from physlm.training.model import build_model
