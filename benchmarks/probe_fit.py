@@ -45,7 +45,7 @@ def features(n_tokens: int, seed: int = 0):
         samples.append(s)
         total += len(s.symbols)
     layout = SentenceLayout.from_sentences(
-        [symbols_to_ids(s.symbols) for s in samples], table.bos_id, table.eos_id, table.pad_id, max_len=512
+        [symbols_to_ids(s.symbols) for s in samples], table, max_len=512
     )
     model = build_model(ModelConfig(n_layers=6, d_model=128, n_heads=4, n_ctx=512, d_vocab=table.d_vocab, seed=seed))
     layers = list(range(-1, 6))

@@ -15,6 +15,7 @@ later stages (probing, analysis) add to an existing run with :meth:`RunDir.open`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -33,6 +34,48 @@ from physlm.provenance import git_sha, library_versions
 
 class RunDirExistsError(FileExistsError):
     """Raised when a new run would overwrite an existing run directory."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedOn:
+    """What a run's model was trained on, from its records (:meth:`RunDir.trained_on`)."""
+
+    task: str | None
+    """the task's name (cfg, igsm), None when the run records none"""
+    options: dict[str, Any]
+    """the task's build options (``physlm train --task-option``, the recipes' task options)"""
+    task_config: dict[str, Any]
+    """the task's full config as recorded ({} when none was)"""
+    grammar: str | None
+    """CFG runs: the grammar preset or file; None for other tasks"""
+    preset: str | None
+    """iGSM runs: the iGSM preset; None for other tasks"""
+    token_table: Any
+    """the model's vocabulary (physlm.tasks.base.TokenTable), from its latest checkpoint (None before the first
+    checkpoint)"""
+    model_config: Any
+    """physlm.training.ModelConfig of the model (from the checkpoint, else config.json); None when unrecorded"""
+    model_preset: str | None
+    """the model preset the run was built from, when recorded"""
+    step: int | None
+    """the latest checkpoint's step (None before the first checkpoint)"""
+    path: Path
+    """the run directory (or zoo entry) read"""
+
+    def require(self, task: str, what: str = "this analysis") -> TrainedOn:
+        """Itself when the run was trained on ``task``; else a ValueError naming both tasks."""
+        if self.task != task:
+            raise ValueError(f"run {self.path} was trained on task {self.task!r}, not {task!r}; {what} needs {task}")
+        return self
+
+    def load_grammar(self) -> Any:
+        """The :class:`physlm.tasks.cfg.Grammar` of a CFG run (ValueError when it records none)."""
+        from physlm.tasks.cfg import load_grammar
+
+        self.require("cfg", "a grammar")
+        if self.grammar is None:
+            raise ValueError(f"run {self.path} records no grammar")
+        return load_grammar(self.grammar)
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
@@ -140,6 +183,10 @@ class RunDir:
             raise KeyError(f"run {self.path} has no '{name}' config; it has {sorted(configs)}")
         return configs[name]
 
+    def trained_on(self) -> TrainedOn:
+        """What this run's model was trained on (:func:`read_trained_on`)."""
+        return read_trained_on(self.path)
+
     def artifact(self, name: str) -> Path:
         """Path of an artifact inside the run directory (parents created)."""
         out = self.path / name
@@ -189,3 +236,50 @@ class RunDir:
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
+
+
+def read_trained_on(path: str | Path) -> TrainedOn:
+    """What the model of run directory ``path`` was trained on: task, grammar or iGSM preset, token table, model
+    config.
+
+    The one reader of a run's training records for every later stage: the latest checkpoint's record
+    (what the weights were trained with) first, then config.json (a run stopped before its first
+    checkpoint; the recipes' ``experiment`` config). Only reads: zoo entries (which hold both files) work too.
+    """
+    from physlm.tasks.base import TokenTable
+    from physlm.training import ModelConfig
+    from physlm.training.checkpoint import CHECKPOINTS_DIR, META_FILE, latest_checkpoint, read_checkpoint_meta
+
+    path = Path(path)
+    config_file = path / RunDir.CONFIG_FILE
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{path} is not a physlm run directory (no {RunDir.CONFIG_FILE})")
+    configs = json.loads(config_file.read_text()).get("configs", {})
+    experiment = configs.get("experiment") or {}
+    checkpoint = path if (path / META_FILE).is_file() else latest_checkpoint(path / CHECKPOINTS_DIR)
+    meta = read_checkpoint_meta(checkpoint, verify=False) if checkpoint is not None else {}
+    task = meta.get("task") or configs.get("task") or {}
+    table = TokenTable.from_dict(meta["token_table"]) if meta.get("token_table") else None
+    name = task.get("name") or (table.task.split(":", 1)[0] if table is not None and table.task else None)
+    options = dict(task.get("options") or {})
+    task_config = dict(task.get("config") or {})
+    grammar = preset = None
+    if name == "cfg":
+        grammar = task_config.get("grammar") or options.get("grammar") or experiment.get("grammar")
+        if grammar is None and table is not None and table.task.startswith("cfg:"):
+            grammar = table.task.split(":", 1)[1]
+    elif name == "igsm":
+        preset = options.get("preset") or experiment.get("preset")
+    model = meta.get("model_config") or configs.get("model")
+    return TrainedOn(
+        task=name,
+        options=options,
+        task_config=task_config,
+        grammar=grammar,
+        preset=preset,
+        token_table=table,
+        model_config=ModelConfig.from_dict(model) if model else None,
+        model_preset=configs.get("model_preset"),
+        step=int(meta["step"]) if "step" in meta else None,
+        path=path,
+    )

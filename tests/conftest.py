@@ -1,5 +1,5 @@
 """Shared fixtures. Runtime shape/type checking (jaxtyping + beartype) is switched on here for
-every physlm package, before any of them is imported by a test."""
+every physlm package, before any of them is imported by a test. The tiny objects come from tests/factory.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from jaxtyping import install_import_hook  # noqa: E402
 # Every function annotated in these packages is checked at call time during the tests.
 _HOOK = install_import_hook(["physlm"], "beartype.beartype")
 
+import factory  # noqa: E402  (after the hook: it imports physlm)
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -23,29 +24,16 @@ torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 @pytest.fixture
 def tiny_model_config():
     """A 2-layer, 32-dim ModelConfig with a 10-token vocabulary (seeded)."""
-    from physlm.training import ModelConfig
-
-    return ModelConfig(
-        n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=64, d_vocab=10, positional="rotary", seed=0
-    )
+    return factory.tiny_model_config()
 
 
 @pytest.fixture
 def tiny_model(tiny_model_config):
     """A tiny seeded HookedTransformer built from :func:`tiny_model_config`."""
-    from physlm.training import build_model
-
-    return build_model(tiny_model_config)
+    return factory.build_model(tiny_model_config)
 
 
 @pytest.fixture
 def tiny_model_factory():
     """Build tiny seeded HookedTransformers with any ModelConfig overrides: ``factory(positional="alibi")``."""
-    from physlm.training import ModelConfig, build_model
-
-    def factory(**overrides):
-        base = dict(n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=64, d_vocab=10, seed=0)
-        base.update(overrides)
-        return build_model(ModelConfig(**base))
-
-    return factory
+    return factory.tiny_model

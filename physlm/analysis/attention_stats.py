@@ -20,7 +20,7 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from physlm.analysis.layout import PackedWindows
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
+    from transformer_lens.hook_points import HookPoint
 
 PATTERN_SUFFIX = "attn.hook_pattern"
 
@@ -214,7 +218,7 @@ def pattern_layer(hook_name: str) -> int:
 
 
 def accumulate_attention(
-    model: Any, batches: Iterable[PackedWindows], stats: AttentionStats, total: int | None = None
+    model: HookedTransformer, batches: Iterable[PackedWindows], stats: AttentionStats, total: int | None = None
 ) -> AttentionStats:
     """Stream batches through a HookedTransformer, reducing each layer's pattern inside its hook.
 
@@ -226,7 +230,7 @@ def accumulate_attention(
     for batch in tqdm(batches, total=total, desc="attention statistics", unit="batch", leave=False):
         index = stats.pair_index(batch)
 
-        def hook(pattern: Tensor, hook: Any, index: PairIndex = index) -> None:
+        def hook(pattern: Tensor, hook: HookPoint, index: PairIndex = index) -> None:
             stats.add_pattern(pattern_layer(hook.name), pattern.cpu(), index)
 
         with torch.no_grad():

@@ -14,18 +14,23 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from jaxtyping import Float
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+import physlm.tasks.cfg.dp as cfg_dp
 from physlm.analysis.config import GenerationConfig
-from physlm.analysis.layout import TERMINAL_OFFSET, sentence_rng
-from physlm.analysis.sampling import Continuations, Sampler
+from physlm.analysis.layout import sentence_rng
+from physlm.analysis.sampling import Continuations, ModelSampler, Sampler
 from physlm.tasks.base import TokenTable
+from physlm.tasks.cfg.corrupt import corrupt_symbols
+from physlm.tasks.cfg.grammar import Grammar
+from physlm.tasks.cfg.sample import sample_symbols
+from physlm.tasks.cfg.tokens import ids_to_symbols, symbols_to_ids
 
 Membership = Callable[[Sequence[int]], bool]
 """symbols (1..T) -> whether the string is in the language"""
@@ -35,7 +40,18 @@ LogitsFn = Callable[[Tensor], Tensor]
 """token ids [batch, pos] -> logits [batch, pos, vocab] (a HookedTransformer is one)"""
 
 
-def prefix_length(grammar: Any, config: GenerationConfig) -> int:
+@runtime_checkable
+class GrammarOracle(Protocol):
+    """Exact answers about a grammar's strings: :mod:`physlm.tasks.cfg.dp`, or a test's full enumeration."""
+
+    def is_valid(self, grammar: Grammar, symbols: Sequence[int]) -> bool: ...
+
+    def log_prob(self, grammar: Grammar, symbols: Sequence[int]) -> float: ...
+
+    def next_token_distribution(self, grammar: Grammar, symbols: Sequence[int]) -> np.ndarray: ...
+
+
+def prefix_length(grammar: Grammar, config: GenerationConfig) -> int:
     """The "cut50" prefix: ``prefix_tokens`` if every sentence is longer, else a fraction of the shortest.
 
     The paper's grammars have at least 64 tokens, so they get 50; toy grammars with short sentences get
@@ -47,14 +63,12 @@ def prefix_length(grammar: Any, config: GenerationConfig) -> int:
     return max(1, min(min_len - 1, math.floor(config.prefix_fraction * min_len)))
 
 
-def exact_dp() -> Any:
-    """The exact DPs of the CFG task (imported lazily: analysis must import without them)."""
-    from physlm.tasks.cfg import dp
-
-    return dp
+def exact_dp() -> GrammarOracle:
+    """The exact DPs of the CFG task (:mod:`physlm.tasks.cfg.dp`)."""
+    return cfg_dp
 
 
-def membership(grammar: Any, dp: Any) -> Membership:
+def membership(grammar: Grammar, dp: GrammarOracle) -> Membership:
     """In-language test via the exact DP, rejecting lengths outside the grammar's span bounds up front.
 
     (Cheaper, and the DP refuses an empty string, which an immediate EOS after BOS produces.)
@@ -66,13 +80,10 @@ def membership(grammar: Any, dp: Any) -> Membership:
 # -- completion accuracy --------------------------------------------------------------------------
 def completion_symbols(tokens: Sequence[int], num_terminals: int) -> list[int] | None:
     """Token ids of a completion to terminal symbols, or None when it holds a non-terminal token."""
-    out = []
-    for tok in tokens:
-        t = int(tok) - TERMINAL_OFFSET
-        if not 1 <= t <= num_terminals:
-            return None
-        out.append(t)
-    return out
+    try:
+        return ids_to_symbols(tokens, num_terminals)
+    except ValueError:
+        return None
 
 
 def judge_completions(
@@ -120,7 +131,7 @@ def run_completions(
     bar = tqdm(total=len(prefixes), desc=desc, unit="sample", leave=False)
     for start in range(0, len(prefixes), batch_size):
         chunk = prefixes[start : start + batch_size]
-        ids = torch.tensor([[table.bos_id] + [t + TERMINAL_OFFSET for t in p] for p in chunk], dtype=torch.long)
+        ids = torch.tensor([table.frame(symbols_to_ids(p), close=False) for p in chunk], dtype=torch.long)
         samples = sampler(ids, temperature, generator)
         if len(samples.tokens) != len(chunk):
             raise ValueError(f"sampler returned {len(samples.tokens)} completions for {len(chunk)} prefixes")
@@ -215,7 +226,7 @@ def model_next_token_probs(
     logits: Float[Tensor, "pos vocab"], eos_id: int, num_terminals: int
 ) -> Float[np.ndarray, "pos k"]:
     """The model's next-token distribution restricted to (EOS, t_1..t_T) and renormalised."""
-    ids = [eos_id] + [t + TERMINAL_OFFSET for t in range(1, num_terminals + 1)]
+    ids = [eos_id, *symbols_to_ids(range(1, num_terminals + 1))]
     return torch.softmax(logits[:, ids].double(), dim=-1).cpu().numpy()
 
 
@@ -244,7 +255,7 @@ def kl_to_grammar(
         # right padding cannot change earlier positions of a causal model
         ids = torch.full((len(chunk), width), table.pad_id, dtype=torch.long)
         for b, s in enumerate(chunk):
-            ids[b, : len(s) + 1] = torch.tensor([table.bos_id] + [t + TERMINAL_OFFSET for t in s])
+            ids[b, : len(s) + 1] = torch.tensor(table.frame(symbols_to_ids(s), close=False))
         logits = logits_fn(ids.to(device))
         for b, s in enumerate(chunk):
             p_model = model_next_token_probs(logits[b, : len(s) + 1], table.eos_id, num_terminals)
@@ -268,8 +279,6 @@ def corrupted_prefixes(
     prefixes: Sequence[Sequence[int]], fraction: float, num_terminals: int, seed: int
 ) -> list[list[int]]:
     """Each prefix with ``fraction`` of its tokens flipped to another terminal (physlm.tasks.cfg.corrupt), seeded."""
-    from physlm.tasks.cfg.corrupt import corrupt_symbols
-
     rng = random.Random(f"physlm-analysis/corrupt/{seed}/{fraction}")
     return [corrupt_symbols(p, fraction, num_terminals, rng) for p in prefixes]
 
@@ -333,29 +342,25 @@ def robustness(
 
 
 # -- the whole evaluation -------------------------------------------------------------------------
-def fresh_symbol_sentences(grammar: Any, seed: int, count: int, start: int = 0) -> list[list[int]]:
+def fresh_symbol_sentences(grammar: Grammar, seed: int, count: int, start: int = 0) -> list[list[int]]:
     """``count`` fresh sentences (terminal symbols), sentence k a pure function of (seed, k)."""
-    from physlm.tasks.cfg.sample import sample_symbols
-
     return [sample_symbols(grammar, sentence_rng(seed, k)) for k in range(start, start + count)]
 
 
 def evaluate_generation(
-    model: Any,
-    grammar: Any,
+    model: nn.Module | None,
+    grammar: Grammar,
     table: TokenTable,
     config: GenerationConfig,
     n_ctx: int,
     sampler: Sampler | None = None,
-    dp: Any = None,
+    dp: GrammarOracle | None = None,
 ) -> dict[str, Any]:
     """Everything of §4 for one model; the dict written as ``generation.json``.
 
     ``sampler`` defaults to multinomial sampling from ``model``; ``dp`` to :mod:`physlm.tasks.cfg.dp` (anything with
     ``is_valid``, ``log_prob`` and ``next_token_distribution`` taking ``(grammar, symbols)``).
     """
-    from physlm.analysis.sampling import ModelSampler
-
     dp = dp if dp is not None else exact_dp()
     sampler = sampler if sampler is not None else ModelSampler(model, table.eos_id, n_ctx, config.use_kv_cache)
     T = grammar.num_terminals

@@ -21,7 +21,7 @@ import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Int
@@ -30,6 +30,21 @@ from tqdm.auto import tqdm
 
 from physlm.config import Config
 from physlm.rundir import write_atomic
+from physlm.tasks.igsm import (
+    OOD_OPS,
+    IGSMConfig,
+    Problem,
+    detokenize,
+    evaluate_text,
+    generate_problem,
+    generate_reask,
+    igsm_token_table,
+    ood_configs,
+    preset,
+)
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
 
 EVAL_FILE = "igsm_eval.json"
 
@@ -73,16 +88,13 @@ class Cell:
     """One test set: a name, its generator config and whether its questions are re-asked."""
 
     name: str
-    config: Any
-    """physlm.tasks.igsm.IGSMConfig"""
+    config: IGSMConfig
     reask: bool = False
     ood: bool = False
 
 
 def eval_cells(preset_name: str, config: IGSMEvalConfig) -> list[Cell]:
     """The test cells of a preset: ``op<=max`` (natural distribution), ``op=max``, each OOD op, and reask."""
-    from physlm.tasks.igsm import OOD_OPS, ood_configs, preset
-
     base = preset(preset_name, split="test")
     cells = [Cell(f"op<={base.max_op}", base), Cell(f"op={base.max_op}", base.replace(op=base.max_op))]
     if config.ood:
@@ -95,7 +107,7 @@ def eval_cells(preset_name: str, config: IGSMEvalConfig) -> list[Cell]:
 
 @torch.no_grad()
 def greedy_continue(
-    model: Any, prompt: Int[Tensor, " prompt"], stop_after: int, eos_id: int, n_ctx: int
+    model: HookedTransformer, prompt: Int[Tensor, " prompt"], stop_after: int, eos_id: int, n_ctx: int
 ) -> list[int]:
     """Greedy tokens after ``prompt`` (KV-cached, one row): stops one token after ``stop_after`` (the answer
     follows ``[ANS]``), at ``eos_id`` (not included) or when the sequence fills ``n_ctx``."""
@@ -125,7 +137,7 @@ def greedy_continue(
 
 @torch.no_grad()
 def greedy_batch(
-    model: Any, prompts: Sequence[Sequence[int]], budgets: Sequence[int], stop_after: int, eos_id: int
+    model: HookedTransformer, prompts: Sequence[Sequence[int]], budgets: Sequence[int], stop_after: int, eos_id: int
 ) -> list[list[int]]:
     """:func:`greedy_continue` for many prompts at once: left-padded rows with an attention mask (rotary
     positions follow the mask, so every row computes exactly what it would alone). Row ``i`` stops after
@@ -172,8 +184,6 @@ def greedy_batch(
 
 def split_generation(tokens: Sequence[str]) -> tuple[str, str | None]:
     """(solution text, answer text or None) of generated token strings: the solution ends at ``[ANS]``."""
-    from physlm.tasks.igsm import detokenize
-
     tokens = list(tokens)
     if "[ANS]" in tokens:
         cut = tokens.index("[ANS]")
@@ -218,10 +228,8 @@ def _error_kind(first_error: str | None) -> str:
     return "malformed step"
 
 
-def score_problem(problem: Any, generated: Sequence[str]) -> dict[str, Any]:
+def score_problem(problem: Problem, generated: Sequence[str]) -> dict[str, Any]:
     """Judge generated token strings for one problem; returns the verdict's fields plus context."""
-    from physlm.tasks.igsm import evaluate_text
-
     solution, answer = split_generation(generated)
     verdict = evaluate_text(problem.problem_text, solution, answer)
     necessary = set(problem.topo)
@@ -273,10 +281,8 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _draw_cell_problems(cell: Cell, n: int, seed: int, max_doc_tokens: int) -> tuple[list[Any], int]:
+def _draw_cell_problems(cell: Cell, n: int, seed: int, max_doc_tokens: int) -> tuple[list[Problem], int]:
     """``n`` problems of a cell whose error-free document fits ``max_doc_tokens`` (and how many were dropped)."""
-    from physlm.tasks.igsm import generate_problem, generate_reask
-
     rng = random.Random(f"physlm-igsm-eval:{seed}:{cell.name}")
     problems, dropped = [], 0
     limit = 50 * n  # a cell whose problems never fit the context must fail loudly, not spin
@@ -295,11 +301,11 @@ def _draw_cell_problems(cell: Cell, n: int, seed: int, max_doc_tokens: int) -> t
 
 
 def evaluate_model(
-    model: Any, preset_name: str, config: IGSMEvalConfig, n_ctx: int | None = None, progress: bool = True
+    model: HookedTransformer, preset_name: str, config: IGSMEvalConfig, n_ctx: int | None = None,
+    progress: bool = True, cells: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Greedy solutions for every cell of ``preset_name``, scored; the ``igsm_eval.json`` record."""
-    from physlm.tasks.igsm import igsm_token_table
-
+    """Greedy solutions for every cell of ``preset_name`` (or only the ones named in ``cells``), scored; the
+    ``igsm_eval.json`` record."""
     table = igsm_token_table()
     if model.cfg.d_vocab != table.d_vocab:
         raise ValueError(f"model d_vocab={model.cfg.d_vocab} does not match the iGSM vocabulary ({table.d_vocab})")
@@ -307,9 +313,11 @@ def evaluate_model(
     ans_id = table.encode(["[ANS]"])[0]
     cells_out = []
     for cell in eval_cells(preset_name, config):
+        if cells is not None and cell.name not in cells:
+            continue
         # an error-free document plus <bos> must fit the context (the papers drop longer test problems)
         problems, dropped = _draw_cell_problems(cell, config.n_problems, config.seed, n_ctx - 1)
-        prompts = [[table.bos_id] + table.encode(["[PROB]", *p.problem_tokens(), "[SOL]"]) for p in problems]
+        prompts = [table.frame(table.encode(["[PROB]", *p.problem_tokens(), "[SOL]"]), close=False) for p in problems]
         # a generous bound on a solution's length (see length_factor), never past the context
         budgets = [min(n_ctx - len(q), int(config.length_factor * (len(p.solution_tokens) + 2)) + 20)
                    for p, q in zip(problems, prompts)]

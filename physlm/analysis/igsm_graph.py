@@ -6,21 +6,22 @@ Used by ``notebooks/03_igsm_probing.ipynb``; every function returns a ``plotly.g
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from physlm.tasks.igsm.problem import Problem
 
 Param = tuple[int, int, int, int]
 RNG: Param = (-1, 0, 0, 0)
 
 
-def graph_params(problem: Any) -> list[Param]:
+def graph_params(problem: Problem) -> list[Param]:
     """The parameters of G_d (RNG excluded), in the generator's order."""
     return [p for p in problem.template.preds if p != RNG]
 
 
-def depth_layout(problem: Any) -> dict[Param, tuple[float, float]]:
+def depth_layout(problem: Problem) -> dict[Param, tuple[float, float]]:
     """(x, y) per G_d parameter: x = longest chain of dependencies below it, y spreads each column."""
     preds = {p: [q for q in problem.template.preds[p] if q != RNG] for p in graph_params(problem)}
     depth: dict[Param, int] = {}
@@ -42,7 +43,7 @@ def depth_layout(problem: Any) -> dict[Param, tuple[float, float]]:
     return pos
 
 
-def dependency_graph_figure(problem: Any, nece_belief: Mapping[Param, int] | None = None) -> go.Figure:
+def dependency_graph_figure(problem: Problem, nece_belief: Mapping[Param, int] | None = None) -> go.Figure:
     """G_d of ``problem``: arrows from each dependency to the parameter that uses it, the query starred.
 
     Fill colour is the truth (green: necessary for the question; grey: not); with ``nece_belief`` (a probe's
@@ -90,7 +91,7 @@ def dependency_graph_figure(problem: Any, nece_belief: Mapping[Param, int] | Non
 
 
 def dep_matrix_figure(
-    problem: Any, truth: Mapping[tuple[Param, Param], int], belief: Mapping[tuple[Param, Param], int],
+    problem: Problem, truth: Mapping[tuple[Param, Param], int], belief: Mapping[tuple[Param, Param], int],
     params: Sequence[Param] | None = None,
 ) -> go.Figure:
     """dep(A, B) = "A depends on B", the truth beside what the dep probe says, over ``params`` (default G_d)."""

@@ -1,8 +1,9 @@
 """Fresh labelled CFG sentences packed in the training layout, with per-position parse labels.
 
 The attention statistics must see what the model saw in training: a continuous ``BOS x EOS BOS x' EOS ...``
-stream cut into fixed windows (no padding), so a window may start or end inside a sentence. Every position
-keeps the labels of its sentence's generating tree (DEVELOPERS.md "Per-token CFG labels").
+stream cut into fixed windows (no padding; :func:`physlm.tasks.packing.pack`, as the trainer does), so a window
+may start or end inside a sentence. Every position keeps the labels of its sentence's generating tree
+(DEVELOPERS.md "Per-token CFG labels").
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -18,9 +19,10 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from physlm.tasks.base import TokenTable
-
-TERMINAL_OFFSET = 3
-"""Model token id of terminal t is t + 3 (DEVELOPERS.md: <pad>=0, <bos>=1, <eos>=2, <mask>=3)."""
+from physlm.tasks.cfg.grammar import Grammar
+from physlm.tasks.cfg.sample import sample_sentence
+from physlm.tasks.cfg.tokens import symbols_to_ids
+from physlm.tasks.packing import pack
 
 
 @runtime_checkable
@@ -28,8 +30,8 @@ class LabelledSentence(Protocol):
     """What :func:`physlm.tasks.cfg.sample_sentence` returns (only the fields used here)."""
 
     symbols: Sequence[int]
-    ancestor_index: Any
-    end_level: Any
+    ancestor_index: np.ndarray
+    end_level: np.ndarray
 
 
 def sentence_rng(seed: int, k: int) -> random.Random:
@@ -37,10 +39,8 @@ def sentence_rng(seed: int, k: int) -> random.Random:
     return random.Random(f"physlm-analysis/{seed}/{k}")
 
 
-def fresh_sentences(grammar: Any, seed: int, start: int = 0) -> Iterator[LabelledSentence]:
+def fresh_sentences(grammar: Grammar, seed: int, start: int = 0) -> Iterator[LabelledSentence]:
     """An endless stream of fresh labelled sentences, sentence ``k`` a pure function of ``(seed, k)``."""
-    from physlm.tasks.cfg.sample import sample_sentence
-
     k = start
     while True:
         yield sample_sentence(grammar, sentence_rng(seed, k))
@@ -69,16 +69,15 @@ class PackedWindows:
         return int(self.ancestor_index.shape[1])
 
 
-def _sentence_arrays(sentence: LabelledSentence, table: TokenTable) -> tuple[np.ndarray, ...]:
-    symbols = np.asarray(sentence.symbols, dtype=np.int64)
-    n = len(symbols)
+def _framed_labels(sentence: LabelledSentence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(is_terminal, end_level, ancestor_index) over the framed sentence ``BOS x EOS`` (zeros at BOS/EOS)."""
+    n = len(sentence.symbols)
     anc = np.asarray(sentence.ancestor_index, dtype=np.int64).reshape(-1, n)
     end = np.asarray(sentence.end_level, dtype=np.int64).reshape(n)
-    tokens = np.concatenate([[table.bos_id], symbols + TERMINAL_OFFSET, [table.eos_id]])
     terminal = np.concatenate([[False], np.ones(n, dtype=bool), [False]])
     end_full = np.concatenate([[0], end, [0]])
-    anc_full = np.concatenate([np.zeros((anc.shape[0], 1), np.int64), anc, np.zeros((anc.shape[0], 1), np.int64)], 1)
-    return tokens, terminal, end_full, anc_full
+    anc_full = np.pad(anc, ((0, 0), (1, 1)))
+    return terminal, end_full, anc_full
 
 
 def pack_windows(
@@ -86,29 +85,31 @@ def pack_windows(
 ) -> Iterator[PackedWindows]:
     """Cut one continuous ``BOS x EOS BOS x' EOS ...`` stream into ``n_windows`` windows of ``n_ctx`` tokens.
 
+    The windows are :func:`physlm.tasks.packing.pack`'s (the trainer's layout); terminals get their ids in the
+    grammar's token table (:func:`physlm.tasks.cfg.symbols_to_ids`, the ids of ``cfg_token_table``).
     Yields one :class:`PackedWindows` of a single window at a time; see :func:`window_batches` to batch them.
     """
-    buffers: list[tuple[np.ndarray, ...]] = []
-    buffered = 0
-    next_id = 0
-    for _ in range(n_windows):
-        while buffered < n_ctx:
-            tokens, terminal, end, anc = _sentence_arrays(next(sentences), table)
-            ids = np.full(len(tokens), next_id, dtype=np.int64)
-            next_id += 1
-            buffers.append((tokens, ids, terminal, end, anc))
-            buffered += len(tokens)
-        parts = [np.concatenate([b[f] for b in buffers], axis=-1) for f in range(5)]
-        take = [p[..., :n_ctx] for p in parts]
-        rest = tuple(p[..., n_ctx:] for p in parts)
-        buffers = [rest] if rest[0].size else []
-        buffered = rest[0].size
+    labels: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # sentences the next window may still use
+
+    def documents() -> Iterator[list[int]]:
+        for k, sentence in enumerate(sentences):
+            labels[k] = _framed_labels(sentence)
+            yield symbols_to_ids(sentence.symbols)
+
+    for window in pack(documents(), table, n_ctx, n_windows=n_windows):
+        pieces = window.pieces
+        parts = [
+            np.concatenate([labels[p.doc][f][..., p.start : p.stop] for p in pieces], axis=-1) for f in range(3)
+        ]
+        ids = np.concatenate([np.full(p.stop - p.start, p.doc, dtype=np.int64) for p in pieces])
+        for k in [k for k in labels if k < window.next_doc]:
+            del labels[k]
         yield PackedWindows(
-            tokens=torch.from_numpy(take[0])[None],
-            sentence_id=torch.from_numpy(take[1])[None],
-            is_terminal=torch.from_numpy(take[2])[None],
-            end_level=torch.from_numpy(take[3])[None],
-            ancestor_index=torch.from_numpy(np.ascontiguousarray(take[4]))[None],
+            tokens=torch.tensor(window.tokens, dtype=torch.long)[None],
+            sentence_id=torch.from_numpy(ids)[None],
+            is_terminal=torch.from_numpy(parts[0])[None],
+            end_level=torch.from_numpy(parts[1])[None],
+            ancestor_index=torch.from_numpy(np.ascontiguousarray(parts[2]))[None],
         )
 
 

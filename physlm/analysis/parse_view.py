@@ -1,15 +1,19 @@
-"""One sentence, one head: the attention heatmap with the sentence's parse drawn along both axes.
+"""One sentence: the attention heatmap with the sentence's parse drawn along both axes.
 
 For notebooks. The model reads ``BOS x_1..x_n EOS``; terminal x_i sits at position i (BOS is 0). Along
 both axes, one band per NT level shows the level's subtrees as coloured spans (colour = symbol); markers
 between the heatmap and the bands show the NT-ends, larger for ends closer to the root (b♯).
+
+Given every layer's and head's pattern (:func:`sentence_attention_patterns`), the figure holds one heatmap per
+(layer, head) and switches between them itself: a layer menu and a head slider toggle which one is visible,
+so exploring the heads needs no re-run.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -18,24 +22,43 @@ from jaxtyping import Float, Int
 from plotly.colors import qualitative
 from torch import Tensor
 
-from physlm.analysis.layout import TERMINAL_OFFSET
 from physlm.tasks.base import TokenTable
+from physlm.tasks.cfg.grammar import Grammar
+from physlm.tasks.cfg.sample import CFGSample
+from physlm.tasks.cfg.tokens import symbols_to_ids
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
 
 _PALETTE = qualitative.Set2 + qualitative.Pastel1
 
 
 @torch.no_grad()
 def sentence_attention(
-    model: Any, table: TokenTable, symbols: Sequence[int], layer: int, head: int
+    model: HookedTransformer, table: TokenTable, symbols: Sequence[int], layer: int, head: int
 ) -> Float[Tensor, "query key"]:
     """Attention pattern of one head on ``BOS x EOS`` (only that layer's pattern is cached)."""
-    ids = torch.tensor([[table.bos_id, *[t + TERMINAL_OFFSET for t in symbols], table.eos_id]])
-    name = f"blocks.{layer}.attn.hook_pattern"
+    return _patterns(model, table, symbols, [layer])[0, head]
+
+
+@torch.no_grad()
+def sentence_attention_patterns(
+    model: HookedTransformer, table: TokenTable, symbols: Sequence[int]
+) -> Float[Tensor, "layer head query key"]:
+    """Every layer's and head's attention pattern on ``BOS x EOS`` (only the pattern hooks are cached)."""
+    return _patterns(model, table, symbols, list(range(int(model.cfg.n_layers))))
+
+
+def _patterns(model: HookedTransformer, table: TokenTable, symbols: Sequence[int], layers: list[int]) -> Tensor:
+    ids = torch.tensor([table.frame(symbols_to_ids(symbols))])
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in layers]
+    wanted = set(names)
     device = next(model.parameters()).device
-    _, cache = model.run_with_cache(ids.to(device), names_filter=lambda n: n == name, return_type=None)
-    if name not in cache:
-        raise ValueError(f"the model has no {name} hook (layer {layer} out of range or a pattern-free layer)")
-    return cache[name][0, head].detach().cpu().float()
+    _, cache = model.run_with_cache(ids.to(device), names_filter=lambda n: n in wanted, return_type=None)
+    for layer, name in zip(layers, names):
+        if name not in cache:
+            raise ValueError(f"the model has no {name} hook (layer {layer} out of range or a pattern-free layer)")
+    return torch.stack([cache[name][0] for name in names]).detach().cpu().float()
 
 
 def spans_of(ancestor_index_row: Sequence[int] | Int[np.ndarray, " n"]) -> list[tuple[int, int]]:
@@ -48,33 +71,62 @@ def spans_of(ancestor_index_row: Sequence[int] | Int[np.ndarray, " n"]) -> list[
 
 
 def attention_parse_figure(
-    pattern: Float[Tensor, "query key"] | Float[np.ndarray, "query key"],
-    sample: Any,
-    grammar: Any = None,
+    pattern: Float[Tensor, "query key"]
+    | Float[np.ndarray, "query key"]
+    | Float[Tensor, "layer head query key"]
+    | Float[np.ndarray, "layer head query key"],
+    sample: CFGSample,
+    grammar: Grammar | None = None,
     title: str | None = None,
     band: float = 1.5,
+    layer: int = 0,
+    head: int = 0,
 ) -> go.Figure:
     """Heatmap of ``pattern`` (positions of ``BOS x EOS``) with the parse of ``sample`` along both axes.
 
-    ``sample`` is a :class:`physlm.tasks.cfg.sample.CFGSample` (anything with ``symbols``, ``ancestor``,
-    ``ancestor_index`` and ``end_level``); ``grammar`` names the symbols when given.
+    ``sample`` is a labelled sentence (:func:`physlm.tasks.cfg.sample_sentence`); ``grammar`` names the symbols
+    when given.
+
+    ``pattern`` is one head's ``[query, key]`` pattern, or every head's ``[layer, head, query, key]``
+    (:func:`sentence_attention_patterns`): then the figure holds one heatmap per (layer, head), shows
+    ``layer``/``head`` first, and a layer menu and a head slider switch the visible heatmap in the figure.
     """
     z = pattern.numpy() if isinstance(pattern, Tensor) else np.asarray(pattern)
+    many = z.ndim == 4
+    z4 = z if many else z[None, None]
+    n_layers, n_heads = z4.shape[:2]
+    if not (0 <= layer < n_layers and 0 <= head < n_heads):
+        raise ValueError(f"layer {layer}, head {head} is outside the patterns' {n_layers} layers x {n_heads} heads")
     n = len(sample.symbols)
-    size = z.shape[0]
-    if z.shape != (n + 2, n + 2):
-        raise ValueError(f"pattern has shape {z.shape} but BOS + {n} terminals + EOS needs {(n + 2, n + 2)}")
-    labels = ["BOS", *[str(t) for t in sample.symbols], "EOS"]
-    fig = go.Figure(
-        go.Heatmap(
-            z=np.where(np.tril(np.ones_like(z)) > 0, z, np.nan),
-            colorscale="Blues",
-            zmin=0.0,
-            colorbar={"title": "attention"},
-            customdata=np.array([[f"{labels[q]}→{labels[k]}" for k in range(size)] for q in range(size)]),
-            hovertemplate="query %{y} → key %{x} (%{customdata}): %{z:.3f}<extra></extra>",
+    size = z4.shape[-1]
+    if z4.shape[-2:] != (n + 2, n + 2):
+        raise ValueError(
+            f"pattern has shape {z.shape} but BOS + {n} terminals + EOS needs {(n + 2, n + 2)} per head"
         )
-    )
+    base = title or "Attention against the parse"
+
+    def heading(lay: int, hd: int) -> str:
+        return f"{base}: layer {lay} head {hd}" if many else base
+
+    labels = ["BOS", *[str(t) for t in sample.symbols], "EOS"]
+    causal = np.tril(np.ones((size, size))) > 0
+    pairs = np.array([[f"{labels[q]}→{labels[k]}" for k in range(size)] for q in range(size)])
+    fig = go.Figure()
+    for li in range(n_layers):
+        for hi in range(n_heads):
+            fig.add_trace(
+                go.Heatmap(
+                    z=np.where(causal, z4[li, hi], np.nan),
+                    colorscale="Blues",
+                    zmin=0.0,
+                    colorbar={"title": "attention"},
+                    customdata=pairs,
+                    name=f"L{li}H{hi}",
+                    visible=(li, hi) == (layer, head),
+                    hovertemplate=(f"L{li}H{hi} " if many else "")
+                    + "query %{y} → key %{x} (%{customdata}): %{z:.3f}<extra></extra>",
+                )
+            )
     ancestor, ancestor_index = np.asarray(sample.ancestor), np.asarray(sample.ancestor_index)
     n_levels = ancestor.shape[0]
     text_x, text_y, text = [], [], []
@@ -128,14 +180,54 @@ def attention_parse_figure(
         )
     )
     fig.update_layout(
-        title=title or "Attention against the parse",
+        title=heading(layer, head),
         xaxis={"title": "key position", "zeroline": False},
         yaxis={"title": "query position", "autorange": "reversed", "zeroline": False, "scaleanchor": "x"},
         plot_bgcolor="white",
         height=700,
         legend={"orientation": "h", "y": -0.05},
     )
+    if many:
+        _add_head_controls(fig, n_layers, n_heads, layer, head, heading)
     return fig
+
+
+def _add_head_controls(
+    fig: go.Figure, n_layers: int, n_heads: int, layer: int, head: int, heading: Callable[[int, int], str]
+) -> None:
+    """A layer menu and a head slider over the figure's first ``n_layers * n_heads`` traces (the heatmaps).
+
+    Plotly's controls only set trace and layout properties, so the menu's button for a layer also puts in a
+    fresh head slider whose steps show that layer's heads; the slider then moves within the chosen layer.
+    """
+    n_heatmaps = n_layers * n_heads
+    n_other = len(fig.data) - n_heatmaps  # the parse traces, always shown
+
+    def visible(lay: int, hd: int) -> list[bool]:
+        return [i == lay * n_heads + hd for i in range(n_heatmaps)] + [True] * n_other
+
+    def show(lay: int, hd: int) -> list[dict[str, Any]]:
+        return [{"visible": visible(lay, hd)}, {"title.text": heading(lay, hd)}]
+
+    def slider(lay: int, active: int) -> dict[str, Any]:
+        return {
+            "active": active,
+            "steps": [{"label": str(hd), "method": "update", "args": show(lay, hd)} for hd in range(n_heads)],
+            "currentvalue": {"prefix": f"layer {lay}, head "},
+            "x": 0.2, "len": 0.8, "y": 1.0, "yanchor": "bottom", "pad": {"t": 0, "b": 10},
+        }
+
+    buttons = []
+    for lay in range(n_layers):
+        trace_args, layout_args = show(lay, 0)
+        layout_args = {**layout_args, "sliders": [slider(lay, 0)]}
+        buttons.append({"label": f"layer {lay}", "method": "update", "args": [trace_args, layout_args]})
+    fig.update_layout(
+        updatemenus=[{"buttons": buttons, "active": layer, "x": 0.0, "xanchor": "left", "y": 1.0,
+                      "yanchor": "bottom", "pad": {"b": 30}}],
+        sliders=[slider(layer, head)],
+        margin={"t": 160},
+    )
 
 
 def circuitsvis_available() -> bool:

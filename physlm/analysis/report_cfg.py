@@ -1,13 +1,13 @@
 """The CFG experiment's report: one offline ``report.html`` (and PNG figures) built from a run directory.
 
-Everything shown is read from the run's artifacts (config.json, metrics.jsonl, generation.json,
-probe_results.csv, attention/), so the report can be rebuilt at any time with
+The CFG sections (generation, probes, attention) and reading plugged into the shared skeleton
+:mod:`physlm.analysis.report_run`. Everything shown is read from the run's artifacts (config.json,
+metrics.jsonl, generation.json, probe_results.csv, attention/), so the report can be rebuilt at any time with
 ``build_cfg_report(run_dir)``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,16 +15,8 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from physlm.analysis.report_html import (
-    ReportSection,
-    paragraph,
-    preformatted,
-    read_jsonl,
-    read_result_rows,
-    render_report,
-    table,
-    write_report_pngs,
-)
+from physlm.analysis.report_html import ReportSection, paragraph, table
+from physlm.analysis.report_run import RunArtifacts, TaskReport, build_run_report, timings_paragraph
 
 # The issue's bar for the demo: the Part 1 effect must be visible at the last layer.
 TARGET_PROBE = 0.90
@@ -48,32 +40,7 @@ def entropy_floor_per_token(grammar_name: str) -> float | None:
         return None
 
 
-def loss_figure(metrics: Sequence[Mapping[str, Any]], floor: float | None) -> go.Figure:
-    """Training and held-out loss against the grammar's entropy floor."""
-    train = [(m["step"], m["loss"]) for m in metrics if m.get("loss") is not None]
-    held = [(m["step"], m["eval_loss"]) for m in metrics if m.get("eval_loss") is not None]
-    fig = go.Figure()
-    if train:
-        fig.add_trace(go.Scatter(x=[s for s, _ in train], y=[v for _, v in train], name="train loss"))
-    if held:
-        fig.add_trace(
-            go.Scatter(x=[s for s, _ in held], y=[v for _, v in held], name="held-out loss", mode="lines+markers")
-        )
-    if floor is not None:
-        fig.add_hline(
-            y=floor,
-            line_dash="dash",
-            line_color="black",
-            annotation_text=f"entropy floor {floor:.3f}",
-            annotation_position="top right",
-        )
-    fig.update_layout(
-        title="Loss (nats per token) against the grammar's entropy floor",
-        xaxis_title="step",
-        yaxis_title="nats / token",
-        template="plotly_white",
-    )
-    return fig
+LOSS_TITLE = "Loss (nats per token) against the grammar's entropy floor"
 
 
 def _last_layer_rows(rows: Sequence[Mapping[str, Any]], target: str) -> dict[tuple[int, str], Mapping[str, Any]]:
@@ -185,9 +152,7 @@ def _reading(
             "extracts from token identity and position alone. Probe accuracies come from fresh sentences with "
             "95% bootstrap intervals over sentences."
         )
-    if timings:
-        parts.append("Stage wall times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()) + ".")
-    return "".join(paragraph(p) for p in parts)
+    return "".join(paragraph(p) for p in parts) + timings_paragraph(timings)
 
 
 def _shortfall(h: Mapping[str, Any]) -> str:
@@ -213,71 +178,65 @@ def _load_attention_figures(run_dir: Path) -> dict[str, go.Figure]:
     return {f"attention_{n}": pio.from_json((fig_dir / f"{n}.json").read_text()) for n in names}
 
 
-def build_cfg_report(run_dir: str | Path, timings: Mapping[str, float] | None = None, png: bool = True) -> Path:
-    """Write ``report.html`` (self-contained, offline) and ``figures/*.png`` for a CFG run; return the HTML path."""
+def _generation_section(generation: Mapping[str, Any]) -> ReportSection:
+    rows = [
+        {"quantity": k, "value": generation.get(k)}
+        for k in (
+            "accuracy_cut0",
+            "accuracy_cut50",
+            "cut",
+            "kl",
+            "n_samples",
+            "duplicates",
+            "model_entropy",
+            "grammar_entropy",
+        )
+    ]
+    robust = generation.get("robustness") or []
+    html = table(rows) + paragraph(generation.get("units", ""))
+    if robust:
+        robust_rows = robust if isinstance(robust, list) else [robust]
+        html += "<h3>Robustness to corrupted prefixes</h3>" + table(robust_rows)
+    return ReportSection("Generation", html)
+
+
+def _probe_section(
+    probe_rows: Sequence[Mapping[str, Any]], headline: Sequence[Mapping[str, Any]]
+) -> tuple[ReportSection, dict[str, go.Figure]]:
     from physlm.probing.plots import layerwise_figure
 
-    run_dir = Path(run_dir)
-    record = json.loads((run_dir / "config.json").read_text())
-    configs = record.get("configs", {})
-    task = configs.get("task", {})
-    grammar_name = (task.get("config") or {}).get("grammar") or configs.get("experiment", {}).get("grammar")
-    metrics = read_jsonl(run_dir / "metrics.jsonl")
-    generation = (
-        json.loads((run_dir / "generation.json").read_text()) if (run_dir / "generation.json").is_file() else None
-    )
-    probe_rows = read_result_rows(run_dir / "probe_results.csv")
-    floor = entropy_floor_per_token(grammar_name) if grammar_name else None
-    evals = [m["eval_loss"] for m in metrics if m.get("eval_loss") is not None]
-    headline = probe_headline(probe_rows) if probe_rows else []
-
-    figures: dict[str, go.Figure] = {"loss": loss_figure(metrics, floor)}
-    sections = [
-        ReportSection(
-            "What this run shows",
-            _reading(generation, headline, evals[-1] if evals else None, floor, timings),
+    probe_figs = {}
+    for target in ("ancestor_at_end", "ancestor", "end", "end_level"):
+        if any(r["target"] == target for r in probe_rows):
+            probe_figs[f"probe_{target}"] = layerwise_figure(probe_rows, target)
+    section = ReportSection(
+        "Probes: what the hidden states encode, layer by layer",
+        table(headline)
+        + paragraph(
+            "Controls: random_init = the same probe on a randomly initialised model of the same shape; "
+            "majority = always the most frequent class; position / position_token = a classifier on the "
+            "position (and token) alone; shuffled = a probe trained on shuffled labels (selectivity)."
         ),
-        ReportSection("Training", "", [figures["loss"]]),
-    ]
+        list(probe_figs.values()),
+    )
+    return section, probe_figs
+
+
+def cfg_task_report(run: RunArtifacts) -> TaskReport:
+    """The CFG parts of the report: the reading against the Part 1 bars, generation, probes and attention."""
+    grammar_name = run.trained_on.grammar
+    generation = run.read_json("generation.json")
+    floor = entropy_floor_per_token(grammar_name) if grammar_name else None
+    headline = probe_headline(run.probe_rows) if run.probe_rows else []
+    sections: list[ReportSection] = []
+    figures: dict[str, go.Figure] = {}
     if generation is not None:
-        rows = [
-            {"quantity": k, "value": generation.get(k)}
-            for k in (
-                "accuracy_cut0",
-                "accuracy_cut50",
-                "cut",
-                "kl",
-                "n_samples",
-                "duplicates",
-                "model_entropy",
-                "grammar_entropy",
-            )
-        ]
-        robust = generation.get("robustness") or []
-        html = table(rows) + paragraph(generation.get("units", ""))
-        if robust:
-            robust_rows = robust if isinstance(robust, list) else [robust]
-            html += "<h3>Robustness to corrupted prefixes</h3>" + table(robust_rows)
-        sections.append(ReportSection("Generation", html))
-    if probe_rows:
-        probe_figs = {}
-        for target in ("ancestor_at_end", "ancestor", "end", "end_level"):
-            if any(r["target"] == target for r in probe_rows):
-                probe_figs[f"probe_{target}"] = layerwise_figure(probe_rows, target)
+        sections.append(_generation_section(generation))
+    if run.probe_rows:
+        section, probe_figs = _probe_section(run.probe_rows, headline)
+        sections.append(section)
         figures.update(probe_figs)
-        sections.append(
-            ReportSection(
-                "Probes: what the hidden states encode, layer by layer",
-                table(headline)
-                + paragraph(
-                    "Controls: random_init = the same probe on a randomly initialised model of the same shape; "
-                    "majority = always the most frequent class; position / position_token = a classifier on the "
-                    "position (and token) alone; shuffled = a probe trained on shuffled labels (selectivity)."
-                ),
-                list(probe_figs.values()),
-            )
-        )
-    attention_figs = _load_attention_figures(run_dir)
+    attention_figs = _load_attention_figures(run.path)
     if attention_figs:
         figures.update(attention_figs)
         sections.append(
@@ -290,8 +249,16 @@ def build_cfg_report(run_dir: str | Path, timings: Mapping[str, float] | None = 
                 list(attention_figs.values()),
             )
         )
-    sections.append(ReportSection("Configs and provenance", preformatted(json.dumps(record, indent=2))))
-    out = render_report(f"physlm — CFG experiment ({grammar_name})", sections, run_dir / "report.html")
-    if png:
-        write_report_pngs(figures, run_dir)
-    return out
+    return TaskReport(
+        title=f"physlm — CFG experiment ({grammar_name})",
+        reading=_reading(generation, headline, run.final_eval_loss, floor, run.timings),
+        loss_title=LOSS_TITLE,
+        loss_floor=floor,
+        sections=sections,
+        figures=figures,
+    )
+
+
+def build_cfg_report(run_dir: str | Path, timings: Mapping[str, float] | None = None, png: bool = True) -> Path:
+    """Write ``report.html`` (self-contained, offline) and ``figures/*.png`` for a CFG run; return the HTML path."""
+    return build_run_report(run_dir, cfg_task_report, timings=timings, png=png)

@@ -5,7 +5,6 @@ plotly.js is inlined once at the top of the page, so the report opens without a 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import html
 import json
@@ -18,6 +17,7 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from physlm.results import ProbeRow, read_results
 from physlm.rundir import write_atomic
 
 _STYLE = """
@@ -166,21 +166,10 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def read_result_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a probe_results.csv-style file with level/layer as ints and values as floats; [] when absent."""
+def read_result_rows(path: str | Path) -> list[ProbeRow]:
+    """Rows of a probe_results.csv (:func:`physlm.results.read_results`); [] when the file is absent."""
     path = Path(path)
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        for key in ("level", "layer"):
-            if key in row:
-                row[key] = int(row[key])
-        for key in ("value", "ci_low", "ci_high"):
-            if key in row:
-                row[key] = float(row[key])
-    return rows
+    return read_results(path) if path.is_file() else []
 
 
 def write_report_pngs(figures: Mapping[str, go.Figure], run_dir: str | Path) -> list[Path]:

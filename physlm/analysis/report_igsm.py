@@ -1,12 +1,13 @@
 """The iGSM experiment's report: one offline ``report.html`` (and PNG figures) built from a run directory.
 
-Everything shown is read from the run's artifacts (config.json, metrics.jsonl, igsm_eval.json,
-probe_results.csv), so the report can be rebuilt at any time with ``build_igsm_report(run_dir)``.
+The iGSM sections (solutions, V-probes) and reading plugged into the shared skeleton
+:mod:`physlm.analysis.report_run`. Everything shown is read from the run's artifacts (config.json,
+metrics.jsonl, igsm_eval.json, probe_results.csv), so the report can be rebuilt at any time with
+``build_igsm_report(run_dir)``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,16 +15,8 @@ from typing import Any
 import plotly.graph_objects as go
 
 from physlm.analysis.igsm_eval import EVAL_FILE, read_eval
-from physlm.analysis.report_html import (
-    ReportSection,
-    paragraph,
-    preformatted,
-    read_jsonl,
-    read_result_rows,
-    render_report,
-    table,
-    write_report_pngs,
-)
+from physlm.analysis.report_html import ReportSection, paragraph, preformatted, table
+from physlm.analysis.report_run import RunArtifacts, TaskReport, build_run_report, timings_paragraph
 
 PAPER_NOTE = (
     "For scale, the paper's GPT2-12-12 trained on iGSM-med for 100k steps of 512 x 768 tokens reaches 99.9% at "
@@ -32,19 +25,7 @@ PAPER_NOTE = (
 )
 
 
-def loss_figure(metrics: Sequence[Mapping[str, Any]]) -> go.Figure:
-    """Training and held-out loss per step (nats per token)."""
-    fig = go.Figure()
-    train = [(m["step"], m["loss"]) for m in metrics if m.get("loss") is not None]
-    held = [(m["step"], m["eval_loss"]) for m in metrics if m.get("eval_loss") is not None]
-    if train:
-        fig.add_trace(go.Scatter(x=[s for s, _ in train], y=[v for _, v in train], name="train loss"))
-    if held:
-        fig.add_trace(go.Scatter(x=[s for s, _ in held], y=[v for _, v in held], name="held-out loss",
-                                 mode="lines+markers"))
-    fig.update_layout(title="Loss (nats per token); random names and symbols keep it above 0 even for a "
-                      "perfect solver", xaxis_title="step", yaxis_title="nats / token", template="plotly_white")
-    return fig
+LOSS_TITLE = "Loss (nats per token); random names and symbols keep it above 0 even for a perfect solver"
 
 
 def accuracy_figure(record: Mapping[str, Any]) -> go.Figure:
@@ -91,6 +72,9 @@ def eval_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
 def probe_summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per target at the final layer: trained / random-init / majority accuracy, balanced accuracy and the
     accuracy on positives and on negatives."""
+    from physlm.probing.igsm_figures import is_headline
+
+    rows = [r for r in rows if is_headline(r)]  # in distribution, all_param, level 0 (the other cells: cells_table)
     if not rows:
         return []
     last = max(r["layer"] for r in rows)
@@ -181,62 +165,78 @@ def _reading(
             "probe does not show the model relies on this information when it writes a solution."
         )
     parts.append(PAPER_NOTE)
-    if timings:
-        parts.append("Stage wall times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()) + ".")
-    return "".join(paragraph(p) for p in parts)
+    return "".join(paragraph(p) for p in parts) + timings_paragraph(timings)
+
+
+def _solutions_section(record: Mapping[str, Any]) -> tuple[ReportSection, go.Figure]:
+    figure = accuracy_figure(record)
+    examples = []
+    for c in record["cells"][:1] + [c for c in record["cells"] if c["ood"]][:1]:
+        for ex in c["examples"][:1]:
+            examples.append(f"[{c['cell']}] problem:{ex['problem']}\ntruth:{ex['truth']}\n"
+                            f"model: {ex['generated']}\nverdict: {ex['verdict']}")
+    html = (
+        table(eval_table(record))
+        + paragraph("accuracy: every step checked (dependencies, arithmetic mod 23, order, final answer); "
+                    "answer only: the value after [ANS] alone. Unnecessary parameters/operations count over "
+                    "correct solutions only (level-0 reasoning would compute all computable parameters).")
+        + ("<h3>Examples</h3>" + preformatted("\n\n".join(examples)) if examples else "")
+    )
+    return ReportSection("Solutions: accuracy by number of operations", html, [figure]), figure
+
+
+def _probe_section(
+    probe_rows: Sequence[Mapping[str, Any]], summary: Sequence[Mapping[str, Any]]
+) -> tuple[ReportSection, dict[str, go.Figure]]:
+    from physlm.probing.igsm_vprobe import TARGETS, cells_table, distance_figure, layerwise_igsm_figure
+
+    probe_figs = {f"probe_{t}": layerwise_igsm_figure(probe_rows, t)
+                  for t in TARGETS if any(r["target"] == t for r in probe_rows)}
+    if any(r["target"] == "nece" and int(r["level"]) > 0 for r in probe_rows):
+        probe_figs["probe_nece_distance"] = distance_figure(probe_rows)
+    cells = [r for r in cells_table(probe_rows)
+             if not (r["population"] == "all_param" and r["cell"].startswith("op<="))]
+    section = ReportSection(
+        "V-probes: what the model knows mid-problem",
+        table(summary)
+        + (paragraph("Every cell and population at the last layer (the headline metric; G_d = the dependency "
+                     "graph only, without the trivially labelled isolated slots; necessary / unnecessary A; "
+                     "define / first_wrong = the can_next probe read after \"Define A as\" on correct solutions "
+                     "and on the model's own first wrong parameter):")
+           + table(cells, ["target", "population", "cell", "metric", "trained", "95% CI", "random_init",
+                           "majority", "n"], left=3) if cells else "")
+        + paragraph("nece(A): is A needed to answer the question (read at the end of the question); "
+                    "dep(A, B): does A depend on B (read before the question is asked); known / value / "
+                    "can_next / nece_next: the state after a solution sentence. Controls: random-init = the "
+                    "same V-probe on an untrained model of the same shape; majority = the most frequent "
+                    "training label. Figures show balanced accuracy (accuracy for value) by layer."),
+        list(probe_figs.values()),
+    )
+    return section, probe_figs
+
+
+def igsm_task_report(run: RunArtifacts) -> TaskReport:
+    """The iGSM parts of the report: the reading, the judged solutions and the V-probes."""
+    record = read_eval(run.path / EVAL_FILE)
+    summary = probe_summary(run.probe_rows)
+    sections: list[ReportSection] = []
+    figures: dict[str, go.Figure] = {}
+    if record is not None:
+        section, figures["accuracy"] = _solutions_section(record)
+        sections.append(section)
+    if run.probe_rows:
+        section, probe_figs = _probe_section(run.probe_rows, summary)
+        sections.append(section)
+        figures.update(probe_figs)
+    return TaskReport(
+        title=f"physlm — iGSM experiment ({run.trained_on.preset})",
+        reading=_reading(record, summary, run.final_eval_loss, run.timings),
+        loss_title=LOSS_TITLE,
+        sections=sections,
+        figures=figures,
+    )
 
 
 def build_igsm_report(run_dir: str | Path, timings: Mapping[str, float] | None = None, png: bool = True) -> Path:
     """Write ``report.html`` (self-contained, offline) and ``figures/*.png`` for an iGSM run; return its path."""
-    from physlm.probing.igsm_vprobe import TARGETS, layerwise_igsm_figure
-
-    run_dir = Path(run_dir)
-    record_cfg = json.loads((run_dir / "config.json").read_text())
-    configs = record_cfg.get("configs", {})
-    preset = configs.get("experiment", {}).get("preset") or (configs.get("task", {}).get("options") or {}).get(
-        "preset")
-    metrics = read_jsonl(run_dir / "metrics.jsonl")
-    record = read_eval(run_dir / EVAL_FILE)
-    probe_rows = read_result_rows(run_dir / "probe_results.csv")
-    evals = [m["eval_loss"] for m in metrics if m.get("eval_loss") is not None]
-    summary = probe_summary(probe_rows)
-
-    figures: dict[str, go.Figure] = {"loss": loss_figure(metrics)}
-    sections = [
-        ReportSection("What this run shows", _reading(record, summary, evals[-1] if evals else None, timings)),
-        ReportSection("Training", "", [figures["loss"]]),
-    ]
-    if record is not None:
-        figures["accuracy"] = accuracy_figure(record)
-        examples = []
-        for c in record["cells"][:1] + [c for c in record["cells"] if c["ood"]][:1]:
-            for ex in c["examples"][:1]:
-                examples.append(f"[{c['cell']}] problem:{ex['problem']}\ntruth:{ex['truth']}\n"
-                                f"model: {ex['generated']}\nverdict: {ex['verdict']}")
-        html = (
-            table(eval_table(record))
-            + paragraph("accuracy: every step checked (dependencies, arithmetic mod 23, order, final answer); "
-                        "answer only: the value after [ANS] alone. Unnecessary parameters/operations count over "
-                        "correct solutions only (level-0 reasoning would compute all computable parameters).")
-            + ("<h3>Examples</h3>" + preformatted("\n\n".join(examples)) if examples else "")
-        )
-        sections.append(ReportSection("Solutions: accuracy by number of operations", html, [figures["accuracy"]]))
-    if probe_rows:
-        probe_figs = {f"probe_{t}": layerwise_igsm_figure(probe_rows, t)
-                      for t in TARGETS if any(r["target"] == t for r in probe_rows)}
-        figures.update(probe_figs)
-        sections.append(ReportSection(
-            "V-probes: what the model knows mid-problem",
-            table(summary)
-            + paragraph("nece(A): is A needed to answer the question (read at the end of the question); "
-                        "dep(A, B): does A depend on B (read before the question is asked); known / value / "
-                        "can_next / nece_next: the state after a solution sentence. Controls: random-init = the "
-                        "same V-probe on an untrained model of the same shape; majority = the most frequent "
-                        "training label. Figures show balanced accuracy (accuracy for value) by layer."),
-            list(probe_figs.values()),
-        ))
-    sections.append(ReportSection("Configs and provenance", preformatted(json.dumps(record_cfg, indent=2))))
-    out = render_report(f"physlm — iGSM experiment ({preset})", sections, run_dir / "report.html")
-    if png:
-        write_report_pngs(figures, run_dir)
-    return out
+    return build_run_report(run_dir, igsm_task_report, timings=timings, png=png)

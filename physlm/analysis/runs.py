@@ -6,19 +6,28 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from physlm.analysis.config import GenerationConfig
+from physlm.analysis.generation import exact_dp, fresh_symbol_sentences, membership, prefix_length, robustness
+from physlm.analysis.sampling import ModelSampler
 from physlm.tasks.base import TokenTable
+from physlm.tasks.cfg.grammar import Grammar
+from physlm.tasks.cfg.presets import load_grammar
+from physlm.training.load import load_model
 
 
 @dataclasses.dataclass(frozen=True)
 class AnalysisRun:
     """A trained CFG model ready for analysis."""
 
-    model: Any
-    """the transformer_lens.HookedTransformer (eval mode)"""
+    model: nn.Module
+    """the trained HookedTransformer, eval mode (any module mapping token ids to logits serves the generation
+    analyses)"""
     token_table: TokenTable
-    grammar: Any
-    """physlm.tasks.cfg.grammar.Grammar the model was trained on"""
+    grammar: Grammar
+    """the grammar the model was trained on"""
     n_ctx: int
     task_config: dict[str, Any]
     path: Path
@@ -26,9 +35,6 @@ class AnalysisRun:
 
 def load_analysis_run(path: str | Path, device: str = "cpu") -> AnalysisRun:
     """Read a run directory's latest checkpoint and the grammar its CFG task used."""
-    from physlm.tasks.cfg.presets import load_grammar
-    from physlm.training.load import load_model
-
     loaded = load_model(path, device=device)
     task = loaded.task or {}
     config = dict(task.get("config") or {})
@@ -64,11 +70,6 @@ def compare_robustness(
     "mode switch" shows as a run that is accurate on clean prefixes (fraction 0) and follows corrupted ones.
     Both runs must use the same grammar, so that both see identical prefixes and corruptions.
     """
-    import torch
-
-    from physlm.analysis.generation import exact_dp, fresh_symbol_sentences, membership, prefix_length, robustness
-    from physlm.analysis.sampling import ModelSampler
-
     config = config or GenerationConfig()
     rows: list[dict[str, Any]] = []
     grammar_name = None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Float, Int
-from torch import Tensor
+from torch import Tensor, nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Sampler(Protocol):
 
 @torch.no_grad()
 def sample_continuations(
-    model: Any,
+    model: nn.Module,
     prefixes: Int[Tensor, "batch prefix"],
     eos_id: int,
     max_total_len: int,
@@ -46,7 +46,8 @@ def sample_continuations(
     """Sample until every row has emitted EOS or the sequence reaches ``max_total_len`` tokens.
 
     Draws come from ``generator`` (a CPU ``torch.Generator``) on CPU copies of the logits, so a seed gives the
-    same samples on any device and with or without the KV cache.
+    same samples on any device and with or without the KV cache. ``model`` maps token ids to logits; the KV
+    cache needs a HookedTransformer.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive (multinomial sampling), got {temperature}")
@@ -99,7 +100,7 @@ def _draw(
 class ModelSampler:
     """A :class:`Sampler` backed by a HookedTransformer with a fixed context length."""
 
-    def __init__(self, model: Any, eos_id: int, n_ctx: int, use_kv_cache: bool = True):
+    def __init__(self, model: nn.Module, eos_id: int, n_ctx: int, use_kv_cache: bool = True):
         self.model, self.eos_id, self.n_ctx, self.use_kv_cache = model, eos_id, n_ctx, use_kv_cache
 
     def __call__(

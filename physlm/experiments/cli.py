@@ -4,14 +4,13 @@ Options are generated from each command's config dataclasses by tyro. We chose t
 and simple_parsing because it builds nested options straight from frozen dataclasses (our
 configs) with their docstrings as help, without a second declaration of each field.
 
-Commands are registered here by import path and imported only when run, so ``physlm --help``
-answers without importing torch.
+Commands are registered here by import path (every registered module exists) and imported only when run, so
+``physlm --help`` answers without importing torch.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 
@@ -24,6 +23,7 @@ COMMANDS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
             "grammar-info": ("physlm.tasks.cfg.cli:grammar_info", "print a grammar's levels, rules and statistics"),
             "igsm": ("physlm.tasks.igsm.cli:data_igsm", "generate iGSM problems with solutions and labels"),
             "igsm-show": ("physlm.tasks.igsm.cli:igsm_show", "print one iGSM problem, its solution, graph, labels"),
+            "igsm-info": ("physlm.tasks.igsm.cli:igsm_info", "a preset's lengths, parameters, ops, probe base rates"),
         },
     ),
     "train": (
@@ -31,14 +31,18 @@ COMMANDS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         {"model": ("physlm.training.cli:train", "train (or --resume) a model on a task's data")},
     ),
     "probe": (
-        "fit probes with controls on a trained run",
-        {"cfg": ("physlm.probing.cli:probe_cfg", "layer-wise NT-ancestor / NT-end probes with controls")},
+        "fit probes with controls on a trained run (CFG, iGSM)",
+        {
+            "cfg": ("physlm.probing.cli:probe_cfg", "layer-wise NT-ancestor / NT-end probes with controls"),
+            "igsm": ("physlm.probing.igsm_cli:probe_igsm", "V-probes of nece / dep / known / value with controls"),
+        },
     ),
     "analyze": (
-        "attention against the true structure, generation evaluation",
+        "attention against the true structure, generation evaluation, iGSM solutions",
         {
             "attention": ("physlm.analysis.cli:analyze_attention", "attention statistics against the true parse"),
             "generation": ("physlm.analysis.cli:analyze_generation", "generation accuracy, diversity and KL"),
+            "igsm": ("physlm.analysis.igsm_cli:analyze_igsm", "judge greedy iGSM solutions in and out of distribution"),
         },
     ),
     "run": (
@@ -48,18 +52,22 @@ COMMANDS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
             "igsm": ("physlm.experiments.run_igsm:run_igsm", "the Part 2 iGSM experiment"),
         },
     ),
+    "sweep": (
+        "families of runs, one `physlm run` per point, collected into one table and figure",
+        {"igsm-shape": ("physlm.experiments.sweep_igsm:sweep_igsm_shape", "iGSM depth versus width (Part 2.1 Fig 9)")},
+    ),
+    "zoo": (
+        "the model zoo: small trained models shipped with physlm",
+        {
+            "list": ("physlm.experiments.zoo:zoo_list", "list the entries"),
+            "check": ("physlm.experiments.zoo:zoo_check", "re-measure an entry's headline numbers on fresh samples"),
+            "build": ("physlm.experiments.zoo:zoo_build", "copy a finished run into the zoo (without optimizer state)"),
+        },
+    ),
 }
 
 # `physlm train ...` is a single command: its stage name is also its command.
 SINGLE_COMMAND_STAGES = {"train": "model"}
-
-
-def _available(target: str) -> bool:
-    module = target.split(":")[0]
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def _load(target: str) -> Callable[..., object]:
@@ -84,9 +92,8 @@ def _print_stage_help(stage: str) -> None:
         print(f"`physlm {stage} --help` shows the options.")
         return
     print(f"usage: physlm {stage} <command> [options]\n\n{help_text}\n\ncommands:")
-    for name, (target, command_help) in commands.items():
-        suffix = "" if _available(target) else "  [not yet available in this version]"
-        print(f"  {name:<14} {command_help}{suffix}")
+    for name, (_, command_help) in commands.items():
+        print(f"  {name:<14} {command_help}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,9 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     target, _ = commands[name]
-    if not _available(target):
-        print(f"{prog}: not available in this version of physlm yet", file=sys.stderr)
-        return 2
     func = _load(target)
     result = tyro.cli(func, args=rest, prog=prog)
     return int(result) if isinstance(result, int) else 0

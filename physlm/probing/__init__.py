@@ -23,6 +23,8 @@ _EXPORTS = {
     "TableClassifier": "physlm.probing.baselines",
     "control_task": "physlm.probing.baselines",
     "classification_metrics": "physlm.probing.metrics",
+    "ProbeData": "physlm.probing.cfg_data",
+    "sample_probe_data": "physlm.probing.cfg_data",
     "ProbeConfig": "physlm.probing.cfg_recipe",
     "run_cfg_probes": "physlm.probing.cfg_recipe",
     "layerwise_figure": "physlm.probing.plots",

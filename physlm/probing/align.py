@@ -9,7 +9,10 @@ tokens around the sentence, so every consumer of activations goes through one of
   positions of a causal model, so padded and unpadded runs give the same activations at x.
   Sentences longer than ``max_len - 2`` are cut (their EOS is dropped first, then trailing tokens).
 * :class:`PackedLayout`: the training layout, ``BOS x EOS BOS x' EOS ...`` cut into fixed windows with
-  no padding. Each window position maps back to (sentence, token index) or to -1 for BOS/EOS.
+  no padding (:func:`physlm.tasks.packing.pack`, the trainer's packer). Each window position maps back to
+  (sentence, token index) or to -1 for BOS/EOS.
+
+Both frame sentences with :meth:`physlm.tasks.base.TokenTable.frame`.
 
 Both expose ``sentence_index`` / ``token_index`` for every sequence position (-1 where no terminal
 sits), so :func:`gather_labels` turns per-sentence label arrays into per-position labels with one code path.
@@ -24,6 +27,9 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
+
+from physlm.tasks.base import TokenTable
+from physlm.tasks.packing import pack
 
 IGNORE_INDEX = -100
 """Label value of positions that carry no label (BOS, EOS, padding, positions outside a label mask)."""
@@ -48,12 +54,10 @@ class SentenceLayout:
     def from_sentences(
         cls,
         sentences: Sequence[Sequence[int]],
-        bos_id: int,
-        eos_id: int,
-        pad_id: int,
+        table: TokenTable,
         max_len: int | None = None,
     ) -> SentenceLayout:
-        """Lay out already-encoded sentences (model token ids, without BOS/EOS).
+        """Lay out already-encoded sentences (model token ids, without BOS/EOS), framed by ``table``.
 
         ``max_len`` bounds the row length (the model's ``n_ctx``); longer sentences are cut.
         """
@@ -67,16 +71,14 @@ class SentenceLayout:
                 raise ValueError(f"max_len must be >= 2 to hold BOS and one token, got {max_len}")
             width = min(width, max_len)
         n = len(sentences)
-        tokens = np.full((n, width), pad_id, dtype=np.int64)
+        tokens = np.full((n, width), table.pad_id, dtype=np.int64)
         sent_idx = np.full((n, width), -1, dtype=np.int64)
         tok_idx = np.full((n, width), -1, dtype=np.int64)
         lengths = np.zeros(n, dtype=np.int64)
         for row, sentence in enumerate(sentences):
             kept = min(len(sentence), width - 1)
-            tokens[row, 0] = bos_id
-            tokens[row, 1 : 1 + kept] = np.asarray(sentence[:kept], dtype=np.int64)
-            if 1 + kept < width:
-                tokens[row, 1 + kept] = eos_id
+            framed = table.frame(sentence)[:width]  # a cut sentence loses its EOS first
+            tokens[row, : len(framed)] = framed
             sent_idx[row, 1 : 1 + kept] = row
             tok_idx[row, 1 : 1 + kept] = np.arange(kept)
             lengths[row] = kept
@@ -108,27 +110,27 @@ class PackedLayout:
     lengths: Int[Tensor, " n_sentences"]
 
     @classmethod
-    def from_sentences(
-        cls, sentences: Sequence[Sequence[int]], bos_id: int, eos_id: int, window: int
-    ) -> PackedLayout:
-        """Pack sentences into full windows; the tail that does not fill a window is dropped."""
-        if window < 1:
-            raise ValueError(f"window must be positive, got {window}")
-        stream, sidx, tidx = [], [], []
-        for s, sentence in enumerate(sentences):
-            stream += [bos_id, *sentence, eos_id]
-            sidx += [-1, *([s] * len(sentence)), -1]
-            tidx += [-1, *range(len(sentence)), -1]
-        n_windows = len(stream) // window
-        if n_windows == 0:
-            raise ValueError(f"{len(stream)} tokens do not fill one window of {window}")
-        cut = n_windows * window
-
-        def shaped(values: list[int]) -> Tensor:
-            return torch.tensor(values[:cut], dtype=torch.long).view(n_windows, window)
-
-        lengths = torch.tensor([len(s) for s in sentences], dtype=torch.long)
-        return cls(shaped(stream), shaped(sidx), shaped(tidx), lengths)
+    def from_sentences(cls, sentences: Sequence[Sequence[int]], table: TokenTable, window: int) -> PackedLayout:
+        """Pack sentences into full windows (:func:`physlm.tasks.packing.pack`); the tail that does not fill a
+        window is dropped."""
+        windows = list(pack(sentences, table, window))
+        if not windows:
+            total = sum(len(s) + 2 for s in sentences)
+            raise ValueError(f"{total} tokens do not fill one window of {window}")
+        lengths = [len(s) for s in sentences]
+        sidx = np.full((len(windows), window), -1, dtype=np.int64)
+        tidx = np.full((len(windows), window), -1, dtype=np.int64)
+        for row, win in enumerate(windows):
+            col = 0
+            for piece in win.pieces:
+                framed_pos = np.arange(piece.start, piece.stop)  # 0 = BOS, 1..n = x_0..x_{n-1}, n + 1 = EOS
+                terminal = (framed_pos >= 1) & (framed_pos <= lengths[piece.doc])
+                cols = col + np.nonzero(terminal)[0]
+                sidx[row, cols] = piece.doc
+                tidx[row, cols] = framed_pos[terminal] - 1
+                col += piece.stop - piece.start
+        tokens = torch.tensor([w.tokens for w in windows], dtype=torch.long)
+        return cls(tokens, torch.from_numpy(sidx), torch.from_numpy(tidx), torch.tensor(lengths, dtype=torch.long))
 
     @property
     def terminal_mask(self) -> Bool[Tensor, "n_windows window"]:

@@ -1,9 +1,7 @@
 """The Part 1 CFG probing recipe: every layer × NT level, four targets, controls on by default.
 
-Data: fresh sentences from the run's grammar (``physlm.tasks.cfg.sample_sentence`` with a string-seeded
-``random.Random``, so they cannot coincide with a training stream seeded by an integer), fed one per row as
-``BOS x EOS`` with right padding (:class:`physlm.probing.align.SentenceLayout`): x_i sits at position i + 1 and
-each sentence starts at position 0, as the first sentence of a training window does.
+Data: fresh labelled sentences fed one per row as ``BOS x EOS`` (:mod:`physlm.probing.cfg_data`, whose
+``ProbeData`` and ``sample_probe_data`` are re-exported here).
 
 Targets (level = paper level ℓ; layer −1 = embeddings, l = output of block l):
 
@@ -21,32 +19,28 @@ with ``selectivity`` = trained − control accuracy, which can be negative).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import random
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from physlm.config import Config
 from physlm.probing.activations import collect_activations, layer_hook, rows_to_padded
-from physlm.probing.align import IGNORE_INDEX, SentenceLayout, gather_labels, to_sentence_rows
+from physlm.probing.align import IGNORE_INDEX, SentenceLayout
 from physlm.probing.baselines import TableClassifier, control_task, position_token_key
+from physlm.probing.cfg_data import TARGETS, ProbeData, sample_probe_data
 from physlm.probing.fit import FitConfig
 from physlm.probing.linear import LINEAR_DEFAULT, LinearProbe
 from physlm.probing.metrics import Metric, classification_metrics, paired_difference
 from physlm.probing.multihead import MULTIHEAD_DEFAULT, LocalProbe, MultiHeadLinearProbe
-from physlm.rundir import RunDir, write_atomic
+from physlm.results import CSV_COLUMNS, RESULTS_FILE, read_results, write_results  # noqa: F401 (re-exported)
+from physlm.rundir import RunDir
 
-TARGETS = ("ancestor", "ancestor_at_end", "end", "end_level")
 CONTROLS = ("random_init", "majority", "position", "position_token", "shuffled")
-CSV_COLUMNS = ("target", "level", "layer", "features", "metric", "value", "ci_low", "ci_high")
-RESULTS_FILE = "probe_results.csv"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,57 +88,6 @@ class ProbeConfig(Config):
             raise ValueError("delta must be >= 0 and layers_per_fit >= 1")
 
 
-@dataclasses.dataclass
-class ProbeData:
-    """Labelled sentences laid out for the model, labels as ``[n, max_len]`` (IGNORE_INDEX on padding)."""
-
-    layout: SentenceLayout
-    ancestor: dict[int, torch.Tensor]
-    end: dict[int, torch.Tensor]
-    end_level: torch.Tensor
-    tokens: torch.Tensor
-    """model token ids as ``[n, max_len]`` (column i = x_i; pad where no token)"""
-    mask: torch.Tensor
-    classes: dict[int, int]
-    """symbols on each NT level"""
-    n_levels: int
-    n_cut: int = 0
-    """sentences cut to fit the context"""
-
-
-def sample_probe_data(
-    grammar: Any, n: int, seed: int, max_len: int, bos_id: int, eos_id: int, pad_id: int
-) -> ProbeData:
-    """``n`` fresh labelled sentences laid out as ``BOS x EOS`` rows of at most ``max_len`` tokens."""
-    from physlm.tasks.cfg import sample_sentence, symbols_to_ids
-
-    rng = random.Random(f"physlm-probe:{seed}")
-    samples = [sample_sentence(grammar, rng) for _ in tqdm(range(n), desc="sentences", leave=False)]
-    layout = SentenceLayout.from_sentences(
-        [symbols_to_ids(s.symbols) for s in samples], bos_id, eos_id, pad_id, max_len=max_len
-    )
-    levels = grammar.nt_levels
-
-    def rows(arrays: list[np.ndarray]) -> torch.Tensor:
-        return to_sentence_rows(layout, gather_labels(layout, arrays), fill=IGNORE_INDEX)
-
-    ancestor = {lv: rows([s.ancestor[r] for s in samples]) for r, lv in enumerate(levels)}
-    end = {lv: rows([s.end[r] for s in samples]) for r, lv in enumerate(levels)}
-    tokens = to_sentence_rows(layout, layout.tokens, fill=pad_id)
-    mask = to_sentence_rows(layout, layout.terminal_mask, fill=False)
-    return ProbeData(
-        layout=layout,
-        ancestor=ancestor,
-        end=end,
-        end_level=rows([s.end_level for s in samples]),
-        tokens=tokens,
-        mask=mask,
-        classes={lv: grammar.sizes[lv - 1] for lv in levels},
-        n_levels=grammar.num_levels,
-        n_cut=sum(len(s.symbols) > int(k) for s, k in zip(samples, layout.lengths)),
-    )
-
-
 def _rows(target: str, level: int, layer: int, features: str, metrics: Sequence[Metric]) -> list[dict]:
     return [
         dict(target=target, level=level, layer=layer, features=features, metric=m.name,
@@ -166,15 +109,7 @@ class _Scorer:
 
     def target_labels(self, target: str, level: int) -> tuple[torch.Tensor, int, bool]:
         """(labels [n, width] with IGNORE_INDEX where unscored, classes, balanced?)."""
-        d = self.data
-        if target == "ancestor":
-            return d.ancestor[level], d.classes[level], False
-        if target == "ancestor_at_end":
-            lab = torch.where(d.end[level] == 1, d.ancestor[level], IGNORE_INDEX)
-            return lab, d.classes[level], False
-        if target == "end":
-            return d.end[level], 2, True
-        return d.end_level, d.n_levels, True
+        return self.data.target_labels(target, level)
 
     def metrics(self, pred: torch.Tensor, labels: torch.Tensor, classes: int, balanced: bool) -> list[Metric]:
         """Metrics over the scored test positions; ``pred`` is ``[n, width]``."""
@@ -304,30 +239,6 @@ def probe_cfg_model(
     return rows
 
 
-def write_results(path: Path, rows: Sequence[dict]) -> None:
-    """``probe_results.csv`` with the shared columns, sorted for stable diffs."""
-    order = {f: i for i, f in enumerate(("trained", *CONTROLS))}
-    rows = sorted(
-        rows, key=lambda r: (r["target"], r["level"], r["layer"], order.get(r["features"], 99), r["metric"])
-    )
-    lines = [",".join(CSV_COLUMNS)]
-    for r in rows:
-        lines.append(",".join(
-            f"{r[c]:.6f}" if isinstance(r[c], float) else str(r[c]) for c in CSV_COLUMNS
-        ))
-    write_atomic(path, "\n".join(lines) + "\n")
-
-
-def read_results(path: str | Path) -> list[dict]:
-    """Rows of a ``probe_results.csv`` with numeric fields parsed."""
-    with open(path, newline="") as handle:
-        out = []
-        for r in csv.DictReader(handle):
-            out.append({**r, "level": int(r["level"]), "layer": int(r["layer"]),
-                        **{k: float(r[k]) for k in ("value", "ci_low", "ci_high")}})
-        return out
-
-
 def run_cfg_probes(run_dir: str | Path, config: ProbeConfig | None = None) -> Path:
     """Probe a trained CFG run: writes ``probe_results.csv``, ``probe_<target>.json`` figures and
     ``probes.html`` into the run directory, records ``config`` as "probe" in config.json; returns the CSV path."""
@@ -352,10 +263,7 @@ def run_cfg_probes(run_dir: str | Path, config: ProbeConfig | None = None) -> Pa
         if tuple(cfg_token_table(grammar).tokens) != tuple(table.tokens):
             raise ValueError(f"grammar {grammar_name!r} does not match the model's token table {table.task!r}")
         run.log(f"probing {run.path.name}: grammar {grammar.name}, {config.n_train}+{config.n_test} sentences")
-        data = sample_probe_data(
-            grammar, config.n_train + config.n_test, config.seed, loaded.model_config.n_ctx,
-            table.bos_id, table.eos_id, table.pad_id,
-        )
+        data = sample_probe_data(grammar, config.n_train + config.n_test, config.seed, loaded.model_config.n_ctx, table)
         if data.n_cut:
             run.log(f"{data.n_cut} sentences longer than n_ctx - 1 were cut (their labels stay exact)")
         models = {"trained": loaded.model}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import plotly.graph_objects as go
 
@@ -20,9 +21,11 @@ _DASH = {"trained": "solid", "random_init": "dash", "position_token": "dot", "po
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
-def _series(rows: Sequence[dict], target: str) -> dict[tuple[str, str, int], list[dict]]:
+def _series(
+    rows: Sequence[Mapping[str, Any]], target: str
+) -> dict[tuple[str, str, int], list[Mapping[str, Any]]]:
     """(label, features, colour index) -> rows sorted by layer, for the lines of one target's figure."""
-    out: dict[tuple[str, str, int], list[dict]] = {}
+    out: dict[tuple[str, str, int], list[Mapping[str, Any]]] = {}
     levels = sorted({r["level"] for r in rows if r["target"] == target})
     for r in rows:
         if r["target"] != target:
@@ -45,7 +48,8 @@ def _series(rows: Sequence[dict], target: str) -> dict[tuple[str, str, int], lis
 
 
 def layerwise_figure(
-    rows: Sequence[dict], target: str, features: Sequence[str] = ("trained", "random_init", "position_token")
+    rows: Sequence[Mapping[str, Any]], target: str,
+    features: Sequence[str] = ("trained", "random_init", "position_token"),
 ) -> go.Figure:
     """Accuracy against layer for one target: trained probes solid with 95% intervals, controls dashed."""
     if target not in HEADLINE_METRIC:
@@ -78,7 +82,7 @@ def layerwise_figure(
     return fig
 
 
-def write_figures(directory: str | Path, rows: Sequence[dict]) -> list[Path]:
+def write_figures(directory: str | Path, rows: Sequence[Mapping[str, Any]]) -> list[Path]:
     """``probe_<target>.json`` per target and one self-contained ``probes.html`` with all of them."""
     directory = Path(directory)
     targets = [t for t in HEADLINE_METRIC if any(r["target"] == t for r in rows)]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
+
+import numpy as np
+from jaxtyping import Int
 
 from physlm.config import Config
 
@@ -58,6 +61,18 @@ class TokenTable(Config):
     @property
     def mask_id(self) -> int:
         return self.id(self.mask)
+
+    def frame(self, ids: Iterable[int] | Int[np.ndarray, " n"], close: bool = True) -> list[int]:
+        """One document as the model reads it: ``BOS ids EOS`` (every packer and prompt builds on this).
+
+        ``close=False`` leaves out the EOS: a prompt the model is to continue.
+        """
+        index = self._index()
+        body = ids.tolist() if isinstance(ids, np.ndarray) else ids  # plain ints, never numpy scalars
+        framed = [index[self.bos], *body]
+        if close:
+            framed.append(index[self.eos])
+        return framed
 
     def encode(self, tokens: Sequence[str]) -> list[int]:
         """Token strings to ids."""

@@ -15,12 +15,12 @@ the module so that TransformerLens' weight accessors keep working, but they are 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
+from transformer_lens import HookedTransformerConfig
+from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
 from transformer_lens.components import Attention
 from transformer_lens.utilities.attention import simple_attn_linear
 
@@ -41,7 +41,7 @@ class PhysAttention(Attention):
 
     def __init__(
         self,
-        cfg: Any,
+        cfg: HookedTransformerConfig,
         layer_id: int,
         kind: AttentionKind = "softmax",
         position_scores: str = "relative",
@@ -109,7 +109,7 @@ class PhysAttention(Attention):
         query_input: Tensor,
         key_input: Tensor,
         value_input: Tensor,
-        past_kv_cache_entry: Any = None,
+        past_kv_cache_entry: TransformerLensKeyValueCacheEntry | None = None,
         additive_attention_mask: Tensor | None = None,
         attention_mask: Tensor | None = None,
         position_bias: Tensor | None = None,
@@ -147,7 +147,7 @@ class PhysAttention(Attention):
     def _reference_fixed(
         self,
         value_input: Tensor,
-        past_kv_cache_entry: Any,
+        past_kv_cache_entry: TransformerLensKeyValueCacheEntry | None,
         additive_attention_mask: Tensor | None,
         attention_mask: Tensor | None,
     ) -> Tensor:

@@ -4,6 +4,8 @@ Examples::
 
     physlm train --task cfg --grammar cfg3b --preset gpt_rot-small --steps 2000 --out runs/cfg3b
     physlm train --out runs/cfg3b --resume --steps 4000          # continue (and here extend) the run
+    physlm train --task cfg --grammar cfg3b --preset gpt_rot-small --steps 2000 --out runs/cfg3b --resume
+                                                                  # the original command, resumed
     torchrun --nproc_per_node=4 -m physlm.experiments.cli train --out runs/big --preset gpt_rot-gpt2 ...
 """
 
@@ -45,13 +47,17 @@ def _explicit_changes(config: TrainConfig) -> dict[str, Any]:
     }
 
 
+DEFAULT_TASK = "cfg"
+DEFAULT_PRESET = "gpt_rot-small"
+
+
 def train(
     out: Path,
     config: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = TrainConfig(),  # noqa: B008
-    task: str = "cfg",
+    task: str | None = None,
     grammar: str | None = None,
     task_option: tuple[str, ...] = (),
-    preset: str = "gpt_rot-small",
+    preset: str | None = None,
     model_option: tuple[str, ...] = (),
     resume: bool = False,
     overwrite: bool = False,
@@ -61,46 +67,103 @@ def train(
     Args:
         out: run directory; receives config.json, log.txt, metrics.jsonl, checkpoints/ and COMPLETE.train.
         config: training settings.
-        task: task name (cfg, igsm).
+        task: task name (cfg, igsm; default cfg).
         grammar: CFG grammar preset (cfg3b, cfg_small...) or file (task cfg; default: the task's default).
         task_option: more task options as key=value, e.g. corrupt_rate=0.1 (cfg) or preset=med (igsm).
-        preset: model preset <variant>-<size>, e.g. gpt_rot-small, gpt-tiny, gpt_uni-gpt2.
+        preset: model preset <variant>-<size>, e.g. gpt_rot-small (the default), gpt-tiny, gpt_uni-gpt2.
         model_option: override model preset fields as key=value, e.g. n_layers=6 seed=1.
-        resume: continue the run in --out from its latest checkpoint (configs come from the run; --steps may
-            extend it).
+        resume: continue the run in --out from its latest checkpoint. The task and model come from the run: the
+            original command's --task/--grammar/--task-option/--preset/--model-option may be repeated where they
+            match it, and a conflicting one is refused; training options (--steps extends the run) override it.
         overwrite: delete an existing --out and start afresh.
     """
     from physlm.training.distributed import init_distributed, shutdown_distributed
 
     if resume and overwrite:
         raise ValueError("--resume continues the run in --out and --overwrite deletes it; pass only one")
-    build_options = grammar is not None or task_option or model_option or task != "cfg"
-    if resume and (build_options or preset != "gpt_rot-small"):
-        raise ValueError(
-            "--resume takes the task and model from the run in --out; drop --task/--grammar/--task-option/"
-            "--preset/--model-option (training options such as --steps may be given)"
-        )
+    task_options = _parse_options(task_option, "--task-option")
+    if grammar is not None:
+        task_options["grammar"] = grammar
+    model_overrides = _parse_options(model_option, "--model-option")
+    if resume:
+        conflicts = resume_conflicts(out, task, task_options, preset, model_overrides)
+        if conflicts:
+            raise ValueError(
+                f"--resume continues the run in {out} with the task and model it was trained with; "
+                "these options conflict with it: " + "; ".join(conflicts)
+                + " (drop them, or start a new run with another --out)"
+            )
     ctx = init_distributed(config.device)
     try:
         if resume:
             _resume(out, config, ctx)
         else:
-            task_options = _parse_options(task_option, "--task-option")
-            if grammar is not None:
-                task_options["grammar"] = grammar
             _fresh(
                 out,
                 config,
-                task,
+                task or DEFAULT_TASK,
                 task_options,
-                preset,
-                _parse_options(model_option, "--model-option"),
+                preset or DEFAULT_PRESET,
+                model_overrides,
                 overwrite,
                 ctx,
             )
     finally:
         shutdown_distributed()
     return 0
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality of a recorded (JSON) value and a given one: lists and tuples compare alike."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def resume_conflicts(
+    out: Path,
+    task: str | None,
+    task_options: dict[str, Any],
+    preset: str | None,
+    model_overrides: dict[str, Any],
+) -> list[str]:
+    """The task and model options of a ``--resume`` command that contradict what the run in ``out`` was trained
+    with, one line each naming the option and both values; [] when every given option matches the run."""
+    from physlm.rundir import read_trained_on
+    from physlm.training import model_preset
+
+    trained = read_trained_on(out)
+    conflicts: list[str] = []
+    if task is not None and task != trained.task:
+        conflicts.append(f"--task {task!r} (the run was trained on {trained.task!r})")
+    else:
+        recorded = {**trained.task_config, **trained.options}
+        for key, value in task_options.items():
+            flag = "--grammar" if key == "grammar" else f"--task-option {key}"
+            if key not in recorded:
+                conflicts.append(f"{flag}={value!r} (the run's task records no {key!r})")
+            elif not _same(recorded[key], value):
+                conflicts.append(f"{flag} {value!r} (the run was trained with {recorded[key]!r})")
+    model = trained.model_config
+    if preset is not None:
+        if trained.model_preset is not None:
+            if preset != trained.model_preset:
+                conflicts.append(f"--preset {preset!r} (the run was trained with {trained.model_preset!r})")
+        elif model is not None:  # an older run without the preset's name: compare the preset's architecture
+            base = model_preset(preset)
+            ignored = {"d_vocab", "n_ctx", "seed", *model_overrides}
+            for f in dataclasses.fields(base):
+                if f.name not in ignored and not _same(getattr(base, f.name), getattr(model, f.name)):
+                    conflicts.append(f"--preset {preset!r} (its {f.name} is {getattr(base, f.name)!r}; the run's "
+                                     f"model has {getattr(model, f.name)!r})")
+    for key, value in model_overrides.items():
+        if model is None:
+            break
+        if not hasattr(model, key):
+            conflicts.append(f"--model-option {key}={value!r} (the run's model has no field {key!r})")
+        elif not _same(getattr(model, key), value):
+            conflicts.append(f"--model-option {key}={value!r} (the run's model has {key}={getattr(model, key)!r})")
+    return conflicts
 
 
 def _build_model_config(preset: str, overrides: dict[str, Any], d_vocab: int, seq_len: int) -> Any:

@@ -17,10 +17,11 @@ number of processes and no process generates another's documents.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import queue
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -29,10 +30,9 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from physlm.tasks.base import Task, TokenTable
+from physlm.tasks.packing import framed_documents, pack
 
 Layout = Literal["packed", "padded"]
-
-_MAX_CONSECUTIVE_DROPS = 10_000
 
 
 @runtime_checkable
@@ -159,7 +159,11 @@ class Batch:
 
 
 class _Lane:
-    """One row of every batch: consecutive windows of ``BOS x EOS BOS x' EOS ...``, or one padded document."""
+    """One row of every batch: consecutive windows of ``BOS x EOS BOS x' EOS ...``, or one padded document.
+
+    The windows come from :func:`physlm.tasks.packing.pack` over this lane's documents; the lane's position is
+    the next document and the offset in it (of the framed document) where the next row starts.
+    """
 
     def __init__(
         self,
@@ -175,49 +179,49 @@ class _Lane:
     ):
         self.source, self.stream, self.lane, self.n_lanes = source, stream, lane, n_lanes
         self.seq_len, self.layout, self.drop_long = seq_len, layout, drop_long or layout == "padded"
-        table = source.token_table
-        self.bos, self.eos, self.pad = table.bos_id, table.eos_id, table.pad_id
-        self.next_doc, self.offset = next_doc, offset
-        self._current: list[int] | None = None  # the framed document at next_doc, when already sampled
+        self.table = source.token_table
+        self.pad = self.table.pad_id
+        self.restore(next_doc, offset)
 
     def state(self) -> list[int]:
         return [self.next_doc, self.offset]
 
-    def _framed(self) -> list[int]:
-        """The framed document at ``next_doc``, skipping documents too long to keep."""
-        if self._current is not None:
-            return self._current
-        for _ in range(_MAX_CONSECUTIVE_DROPS):
-            doc = self.source.document(self.stream, self.next_doc * self.n_lanes + self.lane)
-            framed = [self.bos, *doc, self.eos]
-            if not (self.drop_long and len(framed) > self.seq_len):
-                self._current = framed
-                return framed
-            self.next_doc, self.offset = self.next_doc + 1, 0
-        raise ValueError(
-            f"{_MAX_CONSECUTIVE_DROPS} documents in a row were longer than seq_len={self.seq_len} tokens "
-            "(with BOS/EOS) and were skipped; raise seq_len, or use the packed layout without "
-            "drop_long_documents"
-        )
+    def restore(self, next_doc: int, offset: int) -> None:
+        """Move the lane to a saved position; the next row starts there."""
+        self.next_doc, self.offset = next_doc, offset
+        self._rows: Iterator[Any] | None = None  # the packer (or framer) reading on from that position
 
-    def _advance(self) -> None:
-        self.next_doc, self.offset, self._current = self.next_doc + 1, 0, None
+    def _documents(self, start: int) -> Iterator[list[int]]:
+        """This lane's documents ``start, start + 1, ...`` (global documents ``k * n_lanes + lane``)."""
+        for k in itertools.count(start):
+            yield self.source.document(self.stream, k * self.n_lanes + self.lane)
+
+    def _next_row(self) -> Any:
+        if self._rows is None:
+            if self.layout == "padded":
+                self._rows = framed_documents(
+                    self._documents(self.next_doc), self.table, self.seq_len, self.next_doc
+                )
+            else:
+                self._rows = pack(
+                    self._documents(self.next_doc), self.table, self.seq_len, drop_long=self.drop_long,
+                    start_doc=self.next_doc, offset=self.offset,
+                )
+        try:
+            return next(self._rows)
+        except BaseException:
+            self._rows = None  # a failed generator is spent; start again from the last good position
+            raise
 
     def window(self) -> tuple[list[int], int]:
         """The next row's tokens (length seq_len) and how many of them are real (the rest is padding)."""
         if self.layout == "padded":
-            framed = self._framed()
-            self._advance()
+            k, framed = self._next_row()
+            self.next_doc, self.offset = k + 1, 0
             return framed + [self.pad] * (self.seq_len - len(framed)), len(framed)
-        out: list[int] = []
-        while len(out) < self.seq_len:
-            framed = self._framed()
-            take = framed[self.offset : self.offset + self.seq_len - len(out)]
-            out.extend(take)
-            self.offset += len(take)
-            if self.offset >= len(framed):
-                self._advance()
-        return out, self.seq_len
+        window = self._next_row()
+        self.next_doc, self.offset = window.next_doc, window.next_offset
+        return window.tokens, self.seq_len
 
 
 class BatchStream:
@@ -280,8 +284,7 @@ class BatchStream:
             saved = state["lanes"].get(str(lane.lane))
             if saved is None:
                 raise ValueError(f"saved data stream has no state for lane {lane.lane}")
-            lane.next_doc, lane.offset = int(saved[0]), int(saved[1])
-            lane._current = None
+            lane.restore(int(saved[0]), int(saved[1]))
 
 
 class PrefetchingStream:

@@ -17,13 +17,15 @@ mode), "never".
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 from torch.nn.modules import module as _torch_module
+from transformer_lens import HookedTransformerConfig
+from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
 from transformer_lens.components import LayerNorm, RMSNorm, TransformerBlock
 from transformer_lens.components.mlps.mlp import MLP
 
@@ -93,7 +95,7 @@ class FastLayerNorm(LayerNorm):
 
     fast_mode: FastMode = "train"
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 3 and fast_path_allowed(self):
             return fast_norm(self, x)
         return super().forward(x)
@@ -104,13 +106,13 @@ class FastRMSNorm(RMSNorm):
 
     fast_mode: FastMode = "train"
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 3 and fast_path_allowed(self):
             return fast_norm(self, x)
         return super().forward(x)
 
 
-def _block_is_plain(cfg: Any) -> bool:
+def _block_is_plain(cfg: HookedTransformerConfig) -> bool:
     """Whether the block is the pre-norm GPT layout the fused block reproduces."""
     return not (
         cfg.attn_only
@@ -136,7 +138,7 @@ class FastBlock(TransformerBlock):
         self,
         resid_pre: Float[Tensor, "batch pos d_model"],
         shortformer_pos_embed: Tensor | None = None,
-        past_kv_cache_entry: Any = None,
+        past_kv_cache_entry: TransformerLensKeyValueCacheEntry | None = None,
         attention_mask: Tensor | None = None,
     ) -> Float[Tensor, "batch pos d_model"]:
         if (
@@ -264,7 +266,7 @@ def fast_fixed_pattern_attention(
     return merge_heads_out(attn, torch.matmul(pattern.to(v.dtype), v))
 
 
-def attention_is_plain(cfg: Any) -> bool:
+def attention_is_plain(cfg: HookedTransformerConfig) -> bool:
     """Whether an attention config uses only features the fast path reproduces exactly."""
     return (
         cfg.attention_dir == "causal"

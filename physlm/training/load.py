@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformer_lens import HookedTransformer
 
 from physlm.tasks.base import TokenTable
 from physlm.training.checkpoint import (
@@ -17,6 +18,8 @@ from physlm.training.checkpoint import (
     resolve_checkpoint,
     weights_mismatch,
 )
+from physlm.training.model import build_model
+from physlm.training.model_config import ModelConfig
 from physlm.training.train_config import TrainConfig
 
 
@@ -24,11 +27,9 @@ from physlm.training.train_config import TrainConfig
 class LoadedModel:
     """A trained HookedTransformer (eval mode, ready for ``run_with_cache``) and what it was trained with."""
 
-    model: Any
-    """the transformer_lens.HookedTransformer"""
+    model: HookedTransformer
     token_table: TokenTable
-    model_config: Any
-    """training.ModelConfig"""
+    model_config: ModelConfig
     train_config: TrainConfig
     task: dict[str, Any]
     """{"name": ..., "config": {...}} as recorded by the trainer"""
@@ -47,8 +48,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", verify: boo
     weights.
     """
     from safetensors import SafetensorError, safe_open
-
-    from physlm.training import ModelConfig, build_model
 
     checkpoint = resolve_checkpoint(path)
     meta = read_checkpoint_meta(checkpoint, verify=verify)

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from physlm.config import Config
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformerConfig
 
 Positional = Literal["standard", "rotary", "alibi", "none"]
 AttentionKind = Literal["softmax", "position_only", "uniform"]
@@ -139,7 +142,7 @@ class ModelConfig(Config):
         """The resolved init std of weight matrices."""
         return self.init_std if self.init_std is not None else 0.8 / math.sqrt(self.d_model)
 
-    def to_hooked_config(self) -> Any:
+    def to_hooked_config(self) -> HookedTransformerConfig:
         """The equivalent :class:`transformer_lens.HookedTransformerConfig` (CPU, float32).
 
         positional='none' maps to TransformerLens' "rotary" type, the one type that adds nothing to the

@@ -1,8 +1,4 @@
-"""Tasks by name for the trainer and the CLI: ``build_task("cfg", grammar="cfg3b")``.
-
-Task packages are imported only when their task is built, so training code never pays for (or depends on) a
-task it does not use.
-"""
+"""Tasks by name for the trainer and the CLI: ``build_task("cfg", grammar="cfg3b")``."""
 
 from __future__ import annotations
 
@@ -11,6 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from physlm.tasks.base import Task
+from physlm.tasks.cfg.tokens import CFGTask, CFGTaskConfig
+from physlm.tasks.igsm import IGSMConfig, IGSMTask
+from physlm.tasks.igsm import preset as igsm_preset
 
 TaskFactory = Callable[..., Task]
 
@@ -59,8 +58,6 @@ def _make_config(cls: type, options: dict[str, Any], task_name: str, base: Any =
 
 def _build_cfg(**options: Any) -> Task:
     """A CFG task; options are CFGTaskConfig fields (``grammar``, ``corrupt_rate``, ``flip_fraction``)."""
-    from physlm.tasks.cfg.tokens import CFGTask, CFGTaskConfig
-
     if options.get("grammar") is None:
         options.pop("grammar", None)
     return CFGTask(_make_config(CFGTaskConfig, options, "cfg"))
@@ -69,9 +66,6 @@ def _build_cfg(**options: Any) -> Task:
 def _build_igsm(**options: Any) -> Task:
     """An iGSM task: ``preset`` (med/hard/small/tiny), ``max_tokens`` (drop longer problems), IGSMConfig
     fields."""
-    from physlm.tasks.igsm import IGSMConfig, IGSMTask
-    from physlm.tasks.igsm import preset as igsm_preset
-
     name = options.pop("preset", None)
     max_tokens = options.pop("max_tokens", None)
     base = igsm_preset(name) if name is not None else None

@@ -43,6 +43,8 @@ from physlm.training.data import (
     merge_stream_states,
 )
 from physlm.training.distributed import DistContext, resolve_device, wrap_model
+from physlm.training.model import build_model
+from physlm.training.model_config import ModelConfig
 from physlm.training.train_config import TrainConfig
 
 METRICS_FILE = "metrics.jsonl"
@@ -141,7 +143,7 @@ class Trainer:
 
     def __init__(
         self,
-        model_config: Any,
+        model_config: ModelConfig,
         source: Task | DocumentSource,
         config: TrainConfig,
         *,
@@ -172,8 +174,6 @@ class Trainer:
         self.device = resolve_device(config.device, self.ctx)
         self._check_shapes()
         if model is None:
-            from physlm.training import build_model
-
             model = build_model(model_config)
         self.model = model.to(self.device)
         self.model.train()

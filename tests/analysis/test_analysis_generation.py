@@ -263,7 +263,6 @@ def test_model_sampler_respects_context(toy_model):
 
 
 def test_compare_robustness_labels_both_runs(tmp_path, monkeypatch, toy, toy_dp):
-    import physlm.analysis.generation as generation
     import physlm.analysis.runs as runs
 
     table = cfg_token_table(toy)
@@ -276,7 +275,7 @@ def test_compare_robustness_labels_both_runs(tmp_path, monkeypatch, toy, toy_dp)
         return runs.AnalysisRun(oracle, table, toy, 40, {"grammar": "toy", "corrupt_rate": rate}, tmp_path)
 
     monkeypatch.setattr(runs, "load_analysis_run", fake_load)
-    monkeypatch.setattr(generation, "exact_dp", lambda: toy_dp)
+    monkeypatch.setattr(runs, "exact_dp", lambda: toy_dp)
     config = GenerationConfig(
         n_samples=6, batch_size=6, use_kv_cache=False, corruption_fractions=(0.5,), robust_temperatures=(1.0,)
     )

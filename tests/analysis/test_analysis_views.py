@@ -6,6 +6,7 @@ import csv
 import json
 import random
 
+import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
@@ -20,6 +21,7 @@ from physlm.analysis.parse_view import (
     circuitsvis_attention,
     circuitsvis_available,
     sentence_attention,
+    sentence_attention_patterns,
     spans_of,
 )
 from physlm.rundir import RunDir
@@ -48,6 +50,63 @@ def test_parse_figure_draws_every_subtree_on_both_axes(toy, toy_model):
     assert len(markers.x) == 2 * int((s.end_level > 0).sum())
     with pytest.raises(ValueError, match="BOS"):
         attention_parse_figure(pattern[1:, 1:], s)
+
+
+def test_parse_figure_switches_layer_and_head_in_the_figure(toy, toy_model):
+    s = sample_sentence(toy, random.Random(4))
+    table = cfg_token_table(toy)
+    patterns = sentence_attention_patterns(toy_model, table, s.symbols)
+    n_layers, n_heads, size = 2, 4, len(s.symbols) + 2
+    assert patterns.shape == (n_layers, n_heads, size, size)
+    torch.testing.assert_close(patterns[1, 2], sentence_attention(toy_model, table, s.symbols, layer=1, head=2))
+    causal = np.tril(np.ones((size, size))) > 0
+
+    fig = attention_parse_figure(patterns, s, toy, title="toy", layer=1, head=2)
+    heatmaps = [i for i, t in enumerate(fig.data) if isinstance(t, go.Heatmap)]
+    assert heatmaps == list(range(n_layers * n_heads))
+
+    def shown(visible) -> tuple[int, np.ndarray]:
+        """The one heatmap a control step leaves visible, and its values; the parse traces always stay on."""
+        assert len(visible) == len(fig.data)
+        on = [i for i in heatmaps if visible[i]]
+        assert len(on) == 1 and all(visible[i] for i in range(len(fig.data)) if i not in heatmaps)
+        return on[0], np.asarray(fig.data[on[0]].z, dtype=float)
+
+    def expect(z: np.ndarray, layer: int, head: int) -> None:
+        np.testing.assert_allclose(z, np.where(causal, patterns[layer, head].numpy(), np.nan), equal_nan=True)
+
+    # as drawn: layer 1, head 2, with the menu and the slider set to them
+    _, z = shown([t.visible is not False for t in fig.data])
+    expect(z, 1, 2)
+    (menu,) = fig.layout.updatemenus
+    (slider,) = fig.layout.sliders
+    assert menu.active == 1 and slider.active == 2
+    assert [b.label for b in menu.buttons] == ["layer 0", "layer 1"]
+    assert [st.label for st in slider.steps] == ["0", "1", "2", "3"]
+    for head, step in enumerate(slider.steps):
+        assert step.method == "update"
+        _, z = shown(step.args[0]["visible"])
+        expect(z, 1, head)
+        assert step.args[1]["title.text"] == f"toy: layer 1 head {head}"
+    # each layer button shows its head 0 and puts in a head slider over that layer's heads
+    for layer, button in enumerate(menu.buttons):
+        assert button.method == "update"
+        _, z = shown(button.args[0]["visible"])
+        expect(z, layer, 0)
+        (layer_slider,) = button.args[1]["sliders"]
+        assert layer_slider["active"] == 0 and len(layer_slider["steps"]) == n_heads
+        for head, step in enumerate(layer_slider["steps"]):
+            _, z = shown(step["args"][0]["visible"])
+            expect(z, layer, head)
+            assert step["args"][1]["title.text"] == f"toy: layer {layer} head {head}"
+    assert go.Figure(fig.to_dict()).layout.sliders[0].steps[3].label == "3"  # survives a JSON round trip
+
+    # one head's pattern still draws a single heatmap without controls
+    single = attention_parse_figure(patterns[0, 1], s, toy)
+    assert len([t for t in single.data if isinstance(t, go.Heatmap)]) == 1
+    assert not single.layout.updatemenus and not single.layout.sliders
+    with pytest.raises(ValueError, match="outside"):
+        attention_parse_figure(patterns, s, toy, layer=2)
 
 
 def test_circuitsvis_is_optional():

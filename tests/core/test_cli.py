@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from physlm.experiments.cli import COMMANDS, main
+from physlm.experiments.cli import COMMANDS, SINGLE_COMMAND_STAGES, main
 
 
 def test_top_level_help_lists_every_stage(capsys):
@@ -43,3 +43,23 @@ def test_console_script_turns_user_errors_into_one_clear_line(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert "physlm: error:" in err and "not a physlm run directory" in err
     assert "Traceback" not in err
+
+
+def test_every_registered_command_resolves_to_a_documented_function(capsys):
+    import importlib
+
+    for stage, (_, commands) in COMMANDS.items():
+        for name, (target, _) in commands.items():
+            module, func = target.split(":")
+            function = getattr(importlib.import_module(module), func)
+            assert callable(function) and function.__doc__, f"physlm {stage} {name}: {target}"
+        if stage not in SINGLE_COMMAND_STAGES:  # `physlm train --help` is tyro's option help
+            assert main([stage, "--help"]) == 0
+            assert "not yet available" not in capsys.readouterr().out
+
+
+def test_zoo_probe_and_analyze_igsm_commands_are_registered(capsys):
+    assert set(COMMANDS["zoo"][1]) == {"list", "check", "build"}
+    assert "igsm" in COMMANDS["probe"][1] and "igsm" in COMMANDS["analyze"][1]
+    assert main(["zoo", "list"]) == 0
+    assert capsys.readouterr().out.strip()  # the shipped entries (or "the zoo ... is empty")

@@ -68,14 +68,18 @@ def test_call_on_main_raises_rank0_error_on_every_rank():
 def test_train_stage_alone_trains_into_a_new_run(tmp_path, monkeypatch):
     import torch
 
-    from physlm.experiments.run_cfg import CFGExperimentConfig, _model_config, _train_config
+    from physlm.experiments.recipe import ModelOptions
+    from physlm.experiments.run_cfg import CFGExperimentConfig, CFGTrainOptions
+    from physlm.experiments.run_cfg import model_config as cfg_model_config
+    from physlm.experiments.run_cfg import train_config as cfg_train_config
     from physlm.experiments.train_stage import run_train_stage
     from physlm.training.tasks_registry import build_task, task_record
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    config = CFGExperimentConfig(grammar="cfg_tiny", preset="gpt-tiny", n_ctx=32, steps=2, batch_size=2, device="cpu")
+    config = CFGExperimentConfig(grammar="cfg_tiny", model=ModelOptions(preset="gpt-tiny"), n_ctx=32,
+                                 train=CFGTrainOptions(steps=2, batch_size=2, device="cpu"))
     task = build_task("cfg", grammar="cfg_tiny")
-    train_config, model_config = _train_config(config), _model_config(config, task.token_table.d_vocab)
+    train_config, model_config = cfg_train_config(config), cfg_model_config(config, task.token_table.d_vocab)
     record = task_record("cfg", task, {"grammar": "cfg_tiny"})
 
     def stage():
@@ -120,7 +124,7 @@ def test_run_cfg_under_torchrun(tmp_path):
     from physlm.training.checkpoint import latest_checkpoint, read_checkpoint_meta
 
     out = tmp_path / "run"
-    args = ["run", "cfg", "--out", str(out), "--grammar", "cfg_tiny", "--preset", "gpt-tiny", "--steps", "4",
+    args = ["run", "cfg", "--out", str(out), "--grammar", "cfg_tiny", "--model.preset", "gpt-tiny", "--steps", "4",
             "--batch-size", "4", "--n-ctx", "64", "--device", "cpu", "--skip", "generation", "probe", "attention"]
     code, output, _ = _launch(args, timeout_s=300)
     assert code == 0, output[-4000:]

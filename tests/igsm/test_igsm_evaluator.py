@@ -116,7 +116,7 @@ def _mutations(problem, rng):
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10**6), name=st.sampled_from(["tiny", "small", "med"]))
+@given(seed=st.integers(0, 10**6), name=st.sampled_from(["micro", "tiny", "small", "med"]))
 def test_evaluator_rejects_mutated_solutions(seed, name):
     rng = random.Random(seed)
     p = generate_problem(preset(name, split="all"), rng)

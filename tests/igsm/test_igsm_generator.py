@@ -32,7 +32,7 @@ def test_exact_op_is_the_number_of_clauses(op):
 @settings(max_examples=25, deadline=None)
 @given(
     seed=st.integers(0, 10**6),
-    name=st.sampled_from(["tiny", "small", "med"]),
+    name=st.sampled_from(["micro", "tiny", "small", "med"]),
     fmt=st.sampled_from(["pq", "qp"]),
     perm=st.sampled_from([None, 0, 2, 5, 6]),
 )

@@ -19,7 +19,7 @@ def _ancestors(preds, p):
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 10**6), name=st.sampled_from(["tiny", "small", "med"]))
+@given(seed=st.integers(0, 10**6), name=st.sampled_from(["micro", "tiny", "small", "med"]))
 def test_labels_match_the_graph(seed, name):
     p = generate_problem(preset(name, split="all"), random.Random(seed))
     lab = problem_labels(p)

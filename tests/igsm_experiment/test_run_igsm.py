@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from physlm.experiments.run_igsm import IGSMExperimentConfig, model_config, run_igsm_experiment, train_config
+from physlm.experiments.recipe import ModelOptions
+from physlm.experiments.run_igsm import (
+    IGSMExperimentConfig,
+    IGSMTrainOptions,
+    model_config,
+    run_igsm_experiment,
+    train_config,
+)
 
 
 def _smoke_config() -> IGSMExperimentConfig:
@@ -16,7 +23,8 @@ def _smoke_config() -> IGSMExperimentConfig:
     from physlm.probing.igsm_vprobe import IGSMProbeConfig
 
     return IGSMExperimentConfig(
-        model="gpt_rot-tiny", d_model=32, n_ctx=320, seq_len=256, steps=3, batch_size=2, device="cpu", png=False,
+        model=ModelOptions(preset="gpt_rot-tiny", d_model=32), n_ctx=320, seq_len=256,
+        train=IGSMTrainOptions(steps=3, batch_size=2, device="cpu"), png=False,
         eval=IGSMEvalConfig(n_problems=1, ood=True, reask=False, n_examples=1, length_factor=1.0),
         probe=IGSMProbeConfig(n_train=4, n_test=2, draws_per_problem=2, n_boot=20, layerwise=("nece",),
                               fit=FitConfig(max_epochs=1, batch_size=8)),
@@ -36,7 +44,7 @@ def test_smoke_run_writes_every_artifact(tmp_path):
     assert [c["ood"] for c in record["cells"]] == [False, False, True, True, True]
     with (run.path / "probe_results.csv").open() as handle:
         reader = csv.DictReader(handle)
-        assert tuple(reader.fieldnames) == CSV_COLUMNS
+        assert tuple(reader.fieldnames) == (*CSV_COLUMNS, "cell", "population", "n_examples")
         rows = list(reader)
     assert {r["target"] for r in rows} == set(TARGETS)
     assert {r["features"] for r in rows} == {"trained", "random_init", "majority"}
@@ -48,12 +56,16 @@ def test_smoke_run_writes_every_artifact(tmp_path):
         assert heading in html
     configs = json.loads((run.path / "config.json").read_text())["configs"]
     assert configs["experiment"]["preset"] == "tiny" and configs["probe"]["preset"] == "tiny"
+    assert configs["experiment"]["model"]["preset"] == "gpt_rot-tiny" and configs["model_preset"] == "gpt_rot-tiny"
+    trained_on = run.trained_on()
+    assert (trained_on.task, trained_on.preset, trained_on.step) == ("igsm", "tiny", 3)
     with pytest.raises(FileExistsError):
         run_igsm_experiment(tmp_path / "run", _smoke_config())
 
 
 def test_configs_follow_the_experiment():
-    config = IGSMExperimentConfig(steps=50, seq_len=128, n_ctx=256, d_model=64, schedule="cosine")
+    config = IGSMExperimentConfig(seq_len=128, n_ctx=256, model=ModelOptions(d_model=64),
+                                  train=IGSMTrainOptions(steps=50, schedule="cosine"))
     tc = train_config(config)
     assert (tc.steps, tc.seq_len, tc.drop_long_documents, tc.min_lr_ratio) == (50, 128, True, 0.01)
     mc = model_config(config, d_vocab=100)
@@ -70,5 +82,6 @@ def test_cli_exposes_the_nested_options(capsys):
         main(["run", "igsm", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--preset", "--steps", "--eval.n-problems", "--probe.rank", "--probe.update-scope"):
+    for option in ("--preset", "--model.preset", "--model.d-model", "--steps", "--save-every", "--eval.n-problems",
+                   "--probe.rank", "--probe.embedding-update"):
         assert option in out

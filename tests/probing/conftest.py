@@ -3,18 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-
-def make_hooked(seed: int = 0, n_layers: int = 2, d_vocab: int = 10, positional: str = "rotary"):
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    cfg = HookedTransformerConfig(
-        n_layers=n_layers, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=64, d_vocab=d_vocab,
-        act_fn="gelu", normalization_type="LN", positional_embedding_type=positional, seed=seed,
-    )
-    model = HookedTransformer(cfg)
-    model.eval()
-    return model
+from factory import hooked_transformer as make_hooked
 
 
 @pytest.fixture

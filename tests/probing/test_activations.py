@@ -7,6 +7,7 @@ import torch
 
 from physlm.probing.activations import Activations, collect_activations, layer_hook, rows_to_padded
 from physlm.probing.align import SentenceLayout
+from physlm.tasks.base import TokenTable
 
 
 def _tokens(n=7, seq=12, seed=0):
@@ -39,7 +40,8 @@ def test_matches_full_cache_at_kept_positions(hooked_tiny, tmp_path, to_disk):
 
 def test_layout_input_keeps_terminals_and_pads_back(hooked_tiny):
     sentences = [[4, 5, 6, 7], [8, 9], [5]]
-    layout = SentenceLayout.from_sentences(sentences, bos_id=1, eos_id=2, pad_id=0)
+    table = TokenTable("toy", ("<pad>", "<bos>", "<eos>", "<mask>", *"abcdef"))  # <bos> = 1, <eos> = 2
+    layout = SentenceLayout.from_sentences(sentences, table)
     acts = collect_activations(hooked_tiny, layout, [layer_hook(1)], batch_size=2, progress=False)
     assert acts.n_rows == 7
     col = layout.token_index[acts.sequence_index, acts.position_index]

@@ -5,27 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from factory import checkpoint_run as _make_run
 
 from physlm.probing.fit import FitConfig
-
-
-def _make_run(tmp_path, grammar="cfg_tiny", n_layers=2):
-    from physlm.rundir import RunDir
-    from physlm.tasks.cfg import cfg_token_table, load_grammar
-    from physlm.training import ModelConfig, build_model
-    from physlm.training.checkpoint import save_checkpoint
-    from physlm.training.train_config import TrainConfig
-
-    table = cfg_token_table(load_grammar(grammar))
-    config = ModelConfig(n_layers=n_layers, d_model=32, n_heads=4, n_ctx=64, d_vocab=table.d_vocab, seed=0)
-    run = RunDir.create(tmp_path / "run", {"model": config})
-    meta = {
-        "model_config": config.to_dict(), "token_table": table.to_dict(), "train_config": TrainConfig().to_dict(),
-        "task": {"name": "cfg", "options": {}, "config": {"grammar": grammar}},
-    }
-    save_checkpoint(run.path / "checkpoints", 0, build_model(config).state_dict(), meta)
-    return run.path
-
 
 QUICK = dict(
     n_train=40, n_test=20, n_heads=2, d_pos=8, n_boot=50,

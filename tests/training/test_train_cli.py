@@ -75,7 +75,7 @@ def test_clear_errors(tmp_path):
         main(["train", "--out", str(tmp_path / "x"), "--resume", "--overwrite"])
     with pytest.raises(ValueError, match="unknown task 'nope'; choose one of cfg, igsm"):
         main(["train", "--out", str(tmp_path / "y"), "--task", "nope"])
-    with pytest.raises(ValueError, match="takes the task and model from the run"):
+    with pytest.raises(FileNotFoundError, match="not a physlm run directory"):
         main(["train", "--out", str(tmp_path / "x"), "--resume", "--grammar", "cfg3b"])
     with pytest.raises(ValueError, match="no option"):
         build_task("cfg", grammar="cfg_tiny", depth=3)
@@ -84,3 +84,33 @@ def test_clear_errors(tmp_path):
     assert {"cfg", "igsm"} <= set(available_tasks())
     with pytest.raises(ValueError, match="key=value"):
         main(["train", "--out", str(tmp_path / "z"), "--task-option", "corrupt_rate"])
+
+
+def test_resume_accepts_the_original_command_and_names_each_conflict(tmp_path):
+    out = tmp_path / "run"
+    assert train(out, "--steps", "2", "--save-every", "1") == 0
+    commands = len(json.loads((out / "config.json").read_text())["commands"])
+    # the original command with --resume: every task and model option matches the run, so it continues
+    assert train(out, "--steps", "3", "--save-every", "1", "--resume") == 0
+    assert load_model(out).step == 3
+    assert main(["train", "--out", str(out), "--resume", "--task", "cfg", "--task-option", "grammar=cfg_tiny",
+                 "corrupt_rate=0.0", "--model-option", "n_heads=2", "--steps", "4"]) == 0
+    assert load_model(out).step == 4
+    commands += 2
+
+    with pytest.raises(ValueError, match="conflict") as info:
+        main(["train", "--out", str(out), "--task", "cfg", "--grammar", "cfg3b", "--preset", "gpt-tiny",
+              "--model-option", "n_layers=2", "d_model=16", "--resume", "--steps", "5"])
+    message = str(info.value)
+    assert "--grammar 'cfg3b' (the run was trained with 'cfg_tiny')" in message
+    assert "--preset 'gpt-tiny' (the run was trained with 'gpt_rot-tiny')" in message
+    assert "--model-option n_layers=2 (the run's model has n_layers=1)" in message
+    assert "d_model" not in message  # matching options are not named
+    with pytest.raises(ValueError, match=r"--task 'igsm' \(the run was trained on 'cfg'\)"):
+        main(["train", "--out", str(out), "--task", "igsm", "--resume"])
+    with pytest.raises(ValueError, match="--model-option depth=3 \\(the run's model has no field 'depth'\\)"):
+        main(["train", "--out", str(out), "--model-option", "depth=3", "--resume"])
+    # refused before anything ran: the run is where it was and no command was recorded
+    assert load_model(out).step == 4
+    assert len(json.loads((out / "config.json").read_text())["commands"]) == commands
+

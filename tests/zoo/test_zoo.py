@@ -113,6 +113,28 @@ def test_builder_refuses_incomplete_runs_existing_entries_and_unknown_commands(t
     assert list_zoo(zoo) == ["tiny"]
 
 
+def test_physlm_zoo_commands(tiny_run, tmp_path, capsys):
+    from physlm.experiments.zoo import main as zoo_main
+
+    zoo = tmp_path / "zoo"
+    assert physlm(["zoo", "build", "cli-entry", "--run", str(tiny_run), "--command", COMMAND,
+                   "--zoo-dir", str(zoo)]) == 0
+    out = capsys.readouterr().out
+    assert f"zoo entry {zoo / 'cli-entry'}" in out and f"reproduce: {COMMAND}" in out
+    assert read_zoo_record("cli-entry", zoo)["grammar"] == "cfg_tiny"
+    assert physlm(["zoo", "list", "--zoo-dir", str(zoo)]) == 0
+    assert capsys.readouterr().out == "cli-entry: grammar cfg_tiny, gpt_rot-tiny, step 3\n"
+    code = physlm(["zoo", "check", "cli-entry", "--n-samples", "16", "--zoo-dir", str(zoo)])
+    lines = [line for line in capsys.readouterr().out.splitlines() if ": recorded " in line]
+    assert lines[0].startswith("generation accuracy_cut0: recorded") and len(lines) == 3
+    assert code == (1 if any("MISMATCH" in line for line in lines) else 0)
+    # the module's own entry point is the same command line
+    assert zoo_main(["list", "--zoo-dir", str(zoo)]) == 0
+    assert capsys.readouterr().out.startswith("cli-entry: grammar cfg_tiny")
+    assert zoo_main(["check", "missing", "--zoo-dir", str(zoo)]) == 2
+    assert "no zoo entry 'missing'" in capsys.readouterr().err
+
+
 def test_reproduction_commands_come_from_the_physlm_command_lines():
     record = {"commands": [
         {"argv": "/repo/.venv/bin/physlm train --out runs/a --grammar cfg3b"},
@@ -179,7 +201,7 @@ ENTRIES = list_zoo()
     "name",
     ENTRIES or [pytest.param(None, marks=pytest.mark.skip(
         reason="experiments/zoo/ holds no entries yet: nothing to re-measure "
-               "(build one with `python -m physlm.experiments.zoo build NAME --run RUN_DIR`)"
+               "(build one with `physlm zoo build NAME --run RUN_DIR`)"
     ))],
 )
 def test_every_zoo_entry_reproduces_its_recorded_numbers(name):
@@ -187,8 +209,93 @@ def test_every_zoo_entry_reproduces_its_recorded_numbers(name):
     (the recorded probe config on fresh sentences) agree with zoo.json within 4 standard errors."""
     # a sample of a long-sentence model (cfg3b: ~275 tokens, up to its 512-token context when it does not stop)
     # takes ~0.6 s on one core, so those entries get 60 samples here; the tolerance follows the sample size
+    # iGSM entries re-solve 60 fresh in-distribution test problems greedily (fully correct and answer accuracy)
     long_context = read_zoo_record(name)["model"]["n_ctx"] > 128
-    results = check_zoo_entry(name, n_samples=60 if long_context else 300)
+    results = check_zoo_entry(name, n_samples=60 if long_context else 300, n_problems=60)
     assert len(results) >= 2
     bad = [str(c) for c in results if not c.ok]
     assert not bad, "\n".join(bad)
+
+
+# -- iGSM entries ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_igsm_run(tmp_path_factory):
+    """`physlm run igsm` at smoke size: 3 training steps, eval, V-probes (every stage finished)."""
+    from physlm.analysis.igsm_eval import IGSMEvalConfig
+    from physlm.experiments.recipe import ModelOptions
+    from physlm.experiments.run_igsm import IGSMExperimentConfig, IGSMTrainOptions, run_igsm_experiment
+    from physlm.probing.fit import FitConfig
+    from physlm.probing.igsm_vprobe import IGSMProbeConfig
+
+    config = IGSMExperimentConfig(
+        model=ModelOptions(preset="gpt_rot-tiny", d_model=32), n_ctx=320, seq_len=256,
+        train=IGSMTrainOptions(steps=3, batch_size=2, device="cpu"), png=False,
+        eval=IGSMEvalConfig(n_problems=3, ood=True, reask=True, n_examples=1, length_factor=1.0),
+        probe=IGSMProbeConfig(n_train=4, n_test=2, draws_per_problem=2, n_boot=20, layerwise=("nece",),
+                              fit=FitConfig(max_epochs=1, batch_size=8)),
+    )
+    return run_igsm_experiment(tmp_path_factory.mktemp("zoo_igsm") / "run", config).path
+
+
+def test_igsm_entry_records_the_runs_eval_and_probe_numbers_and_checks(tiny_igsm_run, tmp_path):
+    from physlm.probing.igsm_figures import headline_metric
+    from physlm.results import read_results
+
+    zoo = tmp_path / "zoo"
+    path = build_zoo_entry("igsm_tiny-gpt_rot-tiny", tiny_igsm_run, zoo_dir=zoo, command=COMMAND)
+    for name in ("model.safetensors", "checkpoint.json", "config.json", "log.txt", "metrics.jsonl",
+                 "igsm_eval.json", "probe_results.csv", ZOO_FILE):
+        assert (path / name).is_file(), name
+    assert not (path / STATE_FILE).exists()
+    record = read_zoo_record("igsm_tiny-gpt_rot-tiny", zoo)
+    assert (record["task"], record["preset"], record["step"], record["reproduce"]) == ("igsm", "tiny", 3, COMMAND)
+    assert "grammar" not in record
+    ev = record["headline"]["eval"]
+    run_eval = json.loads((tiny_igsm_run / "igsm_eval.json").read_text())
+    assert list(ev["cells"]) == [c["cell"] for c in run_eval["cells"]] == ["op<=4", "op=4", "op=6", "op=7",
+                                                                           "op=8", "op=6 reask"]
+    assert ev["in_distribution"] == "op<=4" and ev["seed"] == 0 and ev["n_ctx"] == 320
+    for cell in run_eval["cells"]:
+        got = ev["cells"][cell["cell"]]
+        for key in ("n", "correct", "accuracy", "ci_low", "ci_high", "answer_accuracy", "mean_unnecessary_params",
+                    "mean_unnecessary_available"):
+            assert got[key] == cell[key], (cell["cell"], key)
+        assert got["n"] == 3 and got["mean_unnecessary_available"] is not None
+
+    probe = record["headline"]["probe"]
+    assert probe["layer"] == 1 and set(probe["targets"]) == {"nece", "dep", "can_next"}
+    rows = read_results(tiny_igsm_run / "probe_results.csv")
+    for target, entries in probe["targets"].items():
+        for entry in entries.values():
+            match = [r for r in rows if r["target"] == target and r["layer"] == 1 and r["level"] == 0
+                     and r["metric"] == headline_metric(target) and r["features"] == "trained"
+                     and r.get("cell") == entry["cell"] and r.get("population") == entry["population"]]
+            assert len(match) == 1
+            assert entry["trained"]["value"] == pytest.approx(match[0]["value"], abs=1e-9)
+            assert {"random_init", "majority"} <= set(entry)
+
+    assert default_zoo_entry(zoo, task="igsm") == "igsm_tiny-gpt_rot-tiny"
+    assert default_zoo_entry(zoo) is None  # the CFG default ignores iGSM entries
+    results = check_zoo_entry("igsm_tiny-gpt_rot-tiny", zoo, n_problems=4)
+    assert [c.name.split(",")[0] for c in results] == ["fully-correct accuracy", "answer accuracy"]
+    assert all("op<=4" in c.name and 0 < c.tolerance for c in results)
+    assert results[0].recorded == ev["cells"]["op<=4"]["accuracy"]
+
+
+def test_igsm_entry_without_a_finished_probe_stage_records_no_probe_headline(tiny_igsm_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_igsm_run, run)
+    (run / "COMPLETE.probe").unlink()  # an interrupted `physlm probe igsm` leaves a partial csv
+    zoo = tmp_path / "zoo"
+    assert physlm(["zoo", "build", "igsm_tiny-x-tiny", "--run", str(run), "--command", COMMAND,
+                   "--zoo-dir", str(zoo)]) == 0
+    assert "no probe headline" in capsys.readouterr().out
+    assert read_zoo_record("igsm_tiny-x-tiny", zoo)["headline"]["probe"] is None
+    assert not (zoo / "igsm_tiny-x-tiny" / "probe_results.csv").exists()
+    assert physlm(["zoo", "list", "--zoo-dir", str(zoo)]) == 0
+    assert capsys.readouterr().out == "igsm_tiny-x-tiny: iGSM preset tiny, gpt_rot-tiny, step 3\n"
+    (run / "igsm_eval.json").unlink()
+    with pytest.raises(ZooError, match="physlm analyze igsm"):
+        build_zoo_entry("igsm_tiny-y-tiny", run, zoo_dir=zoo, command=COMMAND)

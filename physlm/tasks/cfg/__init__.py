@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 from physlm.tasks.cfg.corrupt import corrupt_symbols, maybe_corrupt
 from physlm.tasks.cfg.dataset import (
     CFGDataConfig,
@@ -16,6 +14,7 @@ from physlm.tasks.cfg.dataset import (
     generate_cfg_dataset,
     load_cfg_dataset,
 )
+from physlm.tasks.cfg.dp import count_parses, is_valid, log_prob, next_token_distribution, parse_tree
 from physlm.tasks.cfg.grammar import Grammar, GrammarError
 from physlm.tasks.cfg.grammar_io import grammar_to_text, official_ids, parse_grammar_text
 from physlm.tasks.cfg.presets import DEFAULT_GRAMMAR, list_presets, load_grammar, save_grammar
@@ -36,26 +35,25 @@ __all__ = [
     "cfg_token_table",
     "corrupt_dataset",
     "corrupt_symbols",
+    "count_parses",
     "export_cfg_dataset",
     "generate_cfg_dataset",
     "grammar_to_text",
     "ids_to_symbols",
+    "is_valid",
     "list_presets",
     "load_cfg_dataset",
     "load_grammar",
+    "log_prob",
     "maybe_corrupt",
+    "next_token_distribution",
     "official_ids",
     "official_label_rows",
     "parse_grammar_text",
+    "parse_tree",
     "random_grammar",
     "sample_sentence",
     "sample_symbols",
     "save_grammar",
     "symbols_to_ids",
 ]
-
-# The exact DP parsers live in their own module (written separately); re-export them once present.
-if importlib.util.find_spec("physlm.tasks.cfg.dp") is not None:
-    from physlm.tasks.cfg.dp import count_parses, is_valid, log_prob, next_token_distribution, parse_tree
-
-    __all__ += ["count_parses", "is_valid", "log_prob", "next_token_distribution", "parse_tree"]

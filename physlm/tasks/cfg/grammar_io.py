@@ -24,6 +24,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from physlm.rundir import write_atomic
 from physlm.tasks.cfg.grammar import Grammar, GrammarError
 
 TEXT_SUFFIXES = (".txt", ".cfg", ".grammar")
@@ -511,8 +512,6 @@ def read_grammar_file(path: str | Path, allow_unreachable: bool = False, name: s
 
 def write_grammar_file(grammar: Grammar, path: str | Path, fmt: str | None = None) -> Path:
     """Write ``grammar`` as official JSON (``.json``) or text (``.txt``, ``.cfg``, ``.grammar``)."""
-    from physlm.rundir import write_atomic
-
     path = Path(path)
     fmt = fmt or ("text" if path.suffix.lower() in TEXT_SUFFIXES else "json")
     if fmt == "json":

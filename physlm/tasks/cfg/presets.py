@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from physlm.tasks.cfg.grammar import Grammar, GrammarError
+from physlm.tasks.cfg.grammar_io import read_grammar_file, write_grammar_file
 
 PRESET_DIR = Path(__file__).parent / "grammars"
 
@@ -63,8 +64,6 @@ def load_grammar(name_or_path: str | Path, allow_unreachable: bool | None = None
     Presets are loaded as shipped, so the official cfg3e1 keeps its 13 unreachable symbols; user files must
     have every symbol reachable unless ``allow_unreachable=True``.
     """
-    from physlm.tasks.cfg.grammar_io import read_grammar_file
-
     text = str(name_or_path)
     if (PRESET_DIR / f"{text}.json").is_file() and not Path(text).exists():
         return read_grammar_file(
@@ -80,6 +79,4 @@ def load_grammar(name_or_path: str | Path, allow_unreachable: bool | None = None
 
 def save_grammar(grammar: Grammar, path: str | Path, fmt: str | None = None) -> Path:
     """Save as official JSON (``.json``) or the readable text format (``.txt``, ``.cfg``, ``.grammar``)."""
-    from physlm.tasks.cfg.grammar_io import write_grammar_file
-
     return write_grammar_file(grammar, path, fmt=fmt)

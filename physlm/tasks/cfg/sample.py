@@ -22,6 +22,7 @@ import numpy as np
 from jaxtyping import Int
 
 from physlm.tasks.cfg.grammar import Grammar
+from physlm.tasks.cfg.grammar_io import official_ids
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,8 +197,6 @@ def official_label_rows(grammar: Grammar, sample: CFGSample) -> list[list[int]]:
 
     Row i is ``[x_i, −c_L, id(s_{L−1}), −c_{L−1}, ..., id(root), −c_1]`` with counters c = p_ℓ(i) + 1.
     """
-    from physlm.tasks.cfg.grammar_io import official_ids
-
     ids = official_ids(grammar)
     n = len(sample.symbols)
     root_id = ids[0][0]

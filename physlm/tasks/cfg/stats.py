@@ -2,22 +2,23 @@
 structure the last few tokens already give away (what a probe on an untrained model could exploit).
 
 Exact quantities (length bounds, expected length, derivation entropy) come from recursions over the rules;
-the rest are Monte Carlo over seeded samples. The entropy floor and the ambiguity need the exact DP
-parsers of :mod:`physlm.tasks.cfg.dp` (``log_prob``, ``count_parses``); without that module they are ``None``.
+the rest are Monte Carlo over seeded samples. The entropy floor and the ambiguity come from the exact DP
+parsers of :mod:`physlm.tasks.cfg.dp` (``log_prob``, ``count_parses``) on ``n_dp_samples`` sentences (``None``
+when there are none).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 import random
 from collections import Counter, defaultdict
-from typing import Any
 
 import numpy as np
 
+from physlm.tasks.cfg import dp
 from physlm.tasks.cfg.grammar import Grammar
+from physlm.tasks.cfg.grammar_io import grammar_to_text
 from physlm.tasks.cfg.sample import labels_from_levels, sample_tree
 
 
@@ -50,19 +51,11 @@ class GrammarStats:
     position): what a random-init model's causal-attention features give away on grammars of steady length"""
     n_dp_samples: int
     entropy_floor_per_token: float | None
-    """Monte Carlo E[−log p(x)] / E[n] in nats (needs physlm.tasks.cfg.dp)"""
+    """Monte Carlo E[−log p(x)] / E[n] in nats (exact DP log-probabilities; None without DP samples)"""
     entropy_floor_se: float | None
     ambiguous_fraction: float | None
-    """fraction of sampled sentences with more than one parse (needs physlm.tasks.cfg.dp)"""
+    """fraction of sampled sentences with more than one parse (None without DP samples)"""
     max_parses: int | None
-
-
-def _dp_module() -> Any:
-    if importlib.util.find_spec("physlm.tasks.cfg.dp") is None:
-        return None
-    from physlm.tasks.cfg import dp
-
-    return dp
 
 
 def grammar_stats(
@@ -121,8 +114,7 @@ def grammar_stats(
     arr = np.asarray(lengths, dtype=np.float64)
     floor = floor_se = ambiguous = None
     max_parses = None
-    dp = _dp_module()
-    if dp is not None and sentences:
+    if sentences:
         nll = np.array(
             [-dp.log_prob(grammar, s) for s in tqdm(sentences, desc="log p", disable=not progress)]
         )
@@ -150,7 +142,7 @@ def grammar_stats(
         majority_ancestor_at_end=majority,
         context_ancestor_at_end=context_acc,
         position_ancestor_at_end=position_acc,
-        n_dp_samples=len(sentences) if dp is not None else 0,
+        n_dp_samples=len(sentences),
         entropy_floor_per_token=floor,
         entropy_floor_se=floor_se,
         ambiguous_fraction=ambiguous,
@@ -160,8 +152,6 @@ def grammar_stats(
 
 def format_grammar_info(grammar: Grammar, stats: GrammarStats | None = None) -> str:
     """A readable report: levels, symbols, rules (text format) and, when given, the measured statistics."""
-    from physlm.tasks.cfg.grammar_io import grammar_to_text
-
     lines = [
         f"grammar {grammar.name}: L = {grammar.num_levels} levels (root = level 1, terminals = level "
         f"{grammar.num_levels}), {grammar.num_terminals} terminals, {grammar.num_rules} rules",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+import tyro
 
 from physlm.tasks.igsm.config import IGSMConfig, preset
 from physlm.tasks.igsm.problem import Problem
@@ -23,7 +26,7 @@ def _config(
 
 def data_igsm(
     out: Path,
-    preset: Literal["med", "hard", "small", "tiny"] = "med",
+    preset: Literal["med", "hard", "small", "tiny", "micro"] = "med",
     n: int = 10_000,
     seed: int = 0,
     split: Literal["train", "test", "all"] = "train",
@@ -43,7 +46,8 @@ def data_igsm(
 
     Args:
         out: Run directory to create.
-        preset: Settings: med (max_op 15, max_edge 20), hard (21, 28), small (8, 15), tiny (4, 12).
+        preset: Settings: med (max_op 15, max_edge 20), hard (21, 28), small (8, 15), tiny (4, 12), micro (a
+            compact world: max_op 4, max_edge 6, 3x3 graphs, 8 items per category).
         n: Number of problems.
         seed: Random seed (problem i has its own generator, so num_proc does not change the data).
         split: Template-hash split: train (< 17), test (>= 17) or all.
@@ -114,7 +118,7 @@ def describe(problem: Problem) -> str:
 
 
 def igsm_show(
-    preset: Literal["med", "hard", "small", "tiny"] = "small",
+    preset: Literal["med", "hard", "small", "tiny", "micro"] = "small",
     seed: int = 0,
     split: Literal["train", "test", "all"] = "all",
     op: int | None = None,
@@ -124,7 +128,7 @@ def igsm_show(
     """Print one iGSM problem, its solution, its structure and dependency graphs and its labels.
 
     Args:
-        preset: Settings: med, hard, small or tiny.
+        preset: Settings: med, hard, small, tiny or micro.
         seed: Random seed of the problem.
         split: Template-hash split: train, test or all.
         op: Exact op, or None for min(U, U) <= max_op.
@@ -138,3 +142,38 @@ def igsm_show(
     rng = random.Random(seed)
     problem = generate_reask(config, rng) if reask else generate_problem(config, rng)
     print(describe(problem))
+
+
+def igsm_info(
+    preset: Annotated[Literal["med", "hard", "small", "tiny", "micro"], tyro.conf.Positional] = "tiny",
+    n: int = 300,
+    seed: int = 0,
+    split: Literal["train", "test", "all"] = "train",
+    op: int | None = None,
+    p_format: Literal["pq", "qp"] = "pq",
+    reask: bool = False,
+    json_out: Path | None = None,
+) -> dict:
+    """Print a preset's statistics over sampled problems: tokens per problem and solution, parameters per
+    problem (necessary, unnecessary, in G_d, isolated slots), the op histogram, and each V-probe task's label
+    base rate and majority baseline (all_param and G_d, weighted per problem).
+
+    Args:
+        preset: Settings: med, hard, small, tiny or micro.
+        n: Problems to sample.
+        seed: Sampling seed.
+        split: Template-hash split: train, test or all.
+        op: Exact op, or None for min(U, U) <= max_op.
+        p_format: Question after (pq) or before (qp) the problem.
+        reask: Re-asked questions.
+        json_out: Also write the statistics as JSON here.
+    """
+    from physlm.tasks.igsm.stats import format_igsm_info, igsm_stats
+
+    stats = igsm_stats(_config(preset, split, op, p_format, None, None), n=n, seed=seed, reask=reask)
+    print(format_igsm_info(preset, stats), end="")
+    if json_out is not None:
+        from physlm.rundir import write_atomic
+
+        write_atomic(Path(json_out), json.dumps(stats, indent=2) + "\n")
+    return stats

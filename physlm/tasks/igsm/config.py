@@ -3,6 +3,20 @@
 ``med`` and ``hard`` are the papers' data sets (Part 2.1, Table in spec §1.3). ``small`` and ``tiny`` are CPU
 presets for laptop experiments (spec §8.1 proposes max_op 8-10 with max_edge 14-16; ``max_edge`` must be at
 least 12, or the official sampler's edge range can be empty).
+
+``micro`` is a compact world for 2-core CPUs. It keeps the papers' problem and solution text, the op
+definition, the direct / instance / implicit dependencies, the template-hash split (17/23) and OOD test ops,
+and deviates from the official generator in four stated ways:
+
+* structure graphs have at most 3 layers (official: 2-4) of at most 3 items (official: 2-4), with the official
+  softmax weights renormalised over the allowed values;
+* at most 6 structure edges (official minimum 12, needed only by 4x4 graphs);
+* a compact catalogue: each category keeps the first 8 items of its first sub-category (128 names in all,
+  official: ~100 per category in 5 sub-categories), so a small model meets every name often;
+* training ops min(U{1..4}, U{1..4}) as in ``tiny``; OOD test ops 6, 7, 8.
+
+Deviations shared by every preset: names are distinct across a problem's layers (so each "A's B" names one
+parameter) and the tokenizer is word-level (physlm.tasks.igsm.tokenizer).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -23,8 +23,11 @@ from physlm.tasks.igsm.problem import Problem
 from physlm.tasks.igsm.reask import generate_reask
 from physlm.tasks.igsm.tokenizer import igsm_token_table
 
+if TYPE_CHECKING:
+    import datasets  # imported on first use: it takes seconds
 
-def features() -> Any:
+
+def features() -> datasets.Features:
     """The explicit ``datasets.Features`` of an iGSM data set (one row per problem; P = |all_param|, T = the
     number of solution sentences)."""
     from datasets import Features, Sequence, Value
@@ -50,6 +53,8 @@ def features() -> Any:
             "value": int8_matrix,  # (T+1, P): 0..22, or 23 when unknown
             "can_next": int8_matrix,  # (T+1, P)
             "nece_next": int8_matrix,  # (T+1, P)
+            "in_graph": Sequence(Value("int8")),  # (P,) 1 iff in G_d (else an isolated slot or unused abstract)
+            "query_distance": Sequence(Value("int32")),  # (P,) shortest path to the query; -1 = not necessary
             "pos_body_end": Value("int32"),  # last token of the statement (dep probes)
             "pos_question_end": Value("int32"),  # the question's "?"
             "pos_problem_end": Value("int32"),  # last problem token, just before [SOL] (nece probes)
@@ -89,6 +94,8 @@ def problem_record(problem: Problem, order_labels: bool = True) -> dict[str, Any
         "value": labels.value,
         "can_next": labels.can_next,
         "nece_next": labels.nece_next,
+        "in_graph": labels.in_graph,
+        "query_distance": labels.query_distance,
         "pos_body_end": body_end,
         "pos_question_end": ques_end,
         "pos_problem_end": sol_start - 1,
@@ -116,7 +123,7 @@ def _rows(config_json: str, seed: int, indices: list[list[int]], reasked: bool) 
 
 def export_dataset(
     config: IGSMConfig, n: int, seed: int, out: str | Path, num_proc: int = 1, reasked: bool = False
-) -> Any:
+) -> datasets.Dataset:
     """Generate ``n`` problems with labels into a ``datasets.Dataset`` saved at ``out`` (``save_to_disk``);
     returns the dataset (loaded back from ``out``). ``num_proc`` workers generate in parallel."""
     from datasets import Dataset, load_from_disk

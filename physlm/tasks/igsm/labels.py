@@ -37,6 +37,12 @@ class ProblemLabels:
     """(T+1, P) not known and every direct dependency known (RNG counts as known)."""
     nece_next: list[list[int]]
     """(T+1, P) can_next and nece."""
+    in_graph: list[int]
+    """(P,) 1 iff the parameter is in G_d (the problem's dependency graph); 0 for the instance slots without a
+    structure edge and the abstract parameters the problem never implies (their labels are trivial)."""
+    query_distance: list[int]
+    """(P,) edges on the shortest dependency path from the parameter to the query (0 = the query itself), or -1
+    when the query does not need it (the distance t of the layer-wise nece probe, Part 2.1 Fig 10/14)."""
 
 
 def whole_graph(problem: Problem) -> dict[Param, list[Param]]:
@@ -105,6 +111,16 @@ def problem_labels(problem: Problem, order: list[Param] | None = None) -> Proble
         row = [int(p not in known_set and missing[p] == 0) for p in params]
         can_next.append(row)
         nece_next.append([c & e for c, e in zip(row, nece)])
+    distance = {query: 0}
+    frontier = [query]
+    while frontier:  # breadth first along the dependencies: the first visit is the shortest path
+        nxt = []
+        for p in frontier:
+            for q in preds[p]:
+                if q != RNG and q not in distance:
+                    distance[q] = distance[p] + 1
+                    nxt.append(q)
+        frontier = nxt
     return ProblemLabels(
         params=params,
         names=[problem.name(p) for p in params],
@@ -114,4 +130,6 @@ def problem_labels(problem: Problem, order: list[Param] | None = None) -> Proble
         value=value,
         can_next=can_next,
         nece_next=nece_next,
+        in_graph=[int(p in problem.template.preds) for p in params],
+        query_distance=[distance.get(p, -1) for p in params],
     )

@@ -12,6 +12,7 @@ import random
 
 from physlm.tasks.igsm.config import IGSMConfig
 from physlm.tasks.igsm.dependency import Template, op_count
+from physlm.tasks.igsm.generator import generate_problem
 from physlm.tasks.igsm.problem import Problem, render_solution
 from physlm.tasks.igsm.structure import RNG, Param, below
 from physlm.tasks.igsm.tokenizer import SYMBOLS
@@ -65,8 +66,6 @@ def reask(problem: Problem, config: IGSMConfig, rng: random.Random) -> Problem |
 def generate_reask(config: IGSMConfig, rng: random.Random) -> Problem:
     """A re-asked problem as in the papers' reask test sets: draw a problem with ``config`` but any hash (e.g.
     op=20 for med), then re-ask it; the re-asked solution's hash must be in ``config.split``."""
-    from physlm.tasks.igsm.generator import generate_problem
-
     base = config.replace(split="all")
     for _ in range(config.max_attempts):
         new = reask(generate_problem(base, rng), config, rng)
