@@ -156,29 +156,38 @@ def test_context_limit_drops_long_examples(tiny_records):
         build_examples(tiny_records, "nece", 2, seed=0, n_ctx=5)
 
 
-def test_cached_and_whole_embedding_forwards_equal_the_reference(tiny_igsm_model, tiny_records):
+@pytest.mark.parametrize("positional", ["rotary", "standard"])
+def test_cached_and_whole_embedding_forwards_equal_the_reference(tiny_model_factory, tiny_records, igsm_vocab,
+                                                                  positional):
+    model = tiny_model_factory(d_vocab=igsm_vocab, n_ctx=384, positional=positional).eval()
     for target in ("nece", "dep", "known"):
-        ex = build_examples(tiny_records[:3], target, 3, seed=0, embedding_update="suffix")
-        cache = PrefixCache.build(tiny_igsm_model, ex.docs, batch_size=2)  # mixed lengths, left-padded
-        full_ex = build_examples(tiny_records[:3], target, 3, seed=0, embedding_update="all")
+        ex = build_examples(tiny_records[:3], target, 4, seed=0, embedding_update="suffix")
+        cache = PrefixCache.build(model, ex.docs, batch_size=2)  # mixed lengths, left-padded
+        full_ex = build_examples(tiny_records[:3], target, 4, seed=0, embedding_update="all")
+        rows = torch.randperm(len(ex), generator=torch.Generator().manual_seed(0))  # documents interleaved
         for layer in (0, 1):
-            probe = CachedVProbe(tiny_igsm_model, 2, rank=4, layer=layer, seed=0)
+            probe = CachedVProbe(model, 2, rank=4, layer=layer, seed=0)
             with torch.no_grad():
                 probe.up.normal_(generator=torch.Generator().manual_seed(layer))
-            cached = probe.forward_cached(cache, ex.doc_id, ex.suffix, ex.prefix_len)
-            reference = LowRankEmbeddingProbe.forward(probe, ex.tokens, ex.update_mask, ex.read_pos)
-            torch.testing.assert_close(cached, reference, atol=1e-5, rtol=1e-5)
+            reference = LowRankEmbeddingProbe.forward(probe, ex.tokens, ex.update_mask, ex.read_pos)[rows]
+            fused = probe.forward_cached(cache, ex.doc_id[rows], ex.suffix[rows], ex.prefix_len[rows])
+            probe.reference = True  # TransformerLens' own KV-cache path
+            hooked = probe.forward_cached(cache, ex.doc_id[rows], ex.suffix[rows], ex.prefix_len[rows])
+            probe.reference = False
+            torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(hooked, reference, atol=1e-5, rtol=1e-5)
             shuffled = probe.forward_cached(cache, ex.doc_id.roll(1), ex.suffix, ex.prefix_len.roll(1))
-            assert (shuffled - reference).abs().max() > 1e-3  # the prefix matters
-            # the paper's update: ΔE on every token (fused fast path) equals the hooked reference with a full mask
-            whole = FullVProbe(tiny_igsm_model, 2, rank=4, layer=layer, seed=0)
+            assert (shuffled - reference[rows.argsort()]).abs().max() > 1e-3  # the prefix matters
+            # the paper's update: ΔE on every token equals the hooked reference with a full update mask, on
+            # padded rows (fused fast path) and packed per document alike
+            whole = FullVProbe(model, 2, rank=4, layer=layer, seed=0)
             whole.load_state_dict(probe.state_dict())
-            torch.testing.assert_close(
-                whole.forward_full(full_ex.tokens, full_ex.read_pos),
-                LowRankEmbeddingProbe.forward(whole, full_ex.tokens, full_ex.update_mask, full_ex.read_pos),
-                atol=1e-5, rtol=1e-5)
+            expected = LowRankEmbeddingProbe.forward(whole, full_ex.tokens, full_ex.update_mask, full_ex.read_pos)
+            torch.testing.assert_close(whole.forward_full(full_ex.tokens, full_ex.read_pos), expected,
+                                       atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(whole.forward_rows(full_ex, rows), expected[rows], atol=1e-5, rtol=1e-5)
             # ... and differs from the suffix-only update: the prefix is embedded with E + ΔE too
-            assert (whole.forward_full(full_ex.tokens, full_ex.read_pos) - reference).abs().max() > 1e-4
+            assert (expected[rows] - reference).abs().max() > 1e-4
 
 
 def test_whole_embedding_probe_learns_a_planted_label(tiny_model_factory):
