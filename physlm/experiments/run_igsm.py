@@ -67,8 +67,9 @@ class IGSMExperimentConfig(Config):
     eval: IGSMEvalConfig = IGSMEvalConfig(n_problems=30)
     probe: IGSMProbeConfig = IGSMProbeConfig(n_train=120, n_test=60, draws_per_problem=10, layerwise=("nece",),
                                              embedding_update="suffix", first_wrong=True, first_wrong_problems=30)
-    """V-probes; the CPU defaults cache the prefix (embedding_update=suffix; the paper's whole-embedding update
-    is --probe.embedding-update all, about 2-3x the probe time) and probe dep at the last layer only"""
+    """V-probes; the CPU defaults cache the prefix (embedding_update=suffix, about 4 min on one core for tiny; the
+    paper's whole-embedding update is --probe.embedding-update all, about 2.6x that) and probe dep at the last
+    layer only"""
     skip: tuple[Literal["eval", "probe"], ...] = ()
     """analysis stages to leave out"""
     png: bool = True

@@ -27,6 +27,8 @@ _EXPORTS = {
     "sample_probe_data": "physlm.probing.cfg_data",
     "ProbeConfig": "physlm.probing.cfg_recipe",
     "run_cfg_probes": "physlm.probing.cfg_recipe",
+    "IGSMProbeConfig": "physlm.probing.igsm_config",
+    "run_igsm_probes": "physlm.probing.igsm_recipe",
     "layerwise_figure": "physlm.probing.plots",
 }
 

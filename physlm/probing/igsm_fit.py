@@ -2,11 +2,14 @@
 
 :class:`FullVProbe` is the paper's V-probe (spec §3.1): the rank-r update ΔE = A·B is added to the *whole*
 input embedding matrix, so every input token, the prefix included, is embedded with E + ΔE; a linear head reads
-one layer's hidden state at the read-out token. It runs the model's own forward with the updated matrix
-(``torch.func.functional_call``), on the fused fast path of :mod:`physlm.training.fast_path` (nothing hooks the
-model; rows are right-padded and causal, so no mask is needed). :class:`physlm.probing.igsm_cache.CachedVProbe`
-is the cheaper suffix-only variant. Both train with :func:`train_probe`: AdamW minibatches with early stopping
-on held-out *problems* (all draws of a problem on one side), optionally recording the test accuracy after every
+one layer's hidden state at the read-out token. The draws of one problem share their document, so they run as
+one packed sequence (:func:`packed_forward`: the document's longest prefix once, then every draw's suffix, each
+masked to its own prefix length), which computes each draw exactly as the model would alone, several times
+cheaper. Model variants the packed forward does not reproduce run each padded row through the model's own
+forward with the updated matrix (``torch.func.functional_call`` on the fused fast path of
+:mod:`physlm.training.fast_path`). :class:`physlm.probing.igsm_cache.CachedVProbe` is the cheaper suffix-only
+variant. Both train with :func:`train_probe`: AdamW minibatches of a few problems' draws, early stopping on
+held-out *problems* (all draws of a problem on one side), optionally recording the test accuracy after every
 epoch (the convergence curve).
 """
 

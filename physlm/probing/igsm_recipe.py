@@ -5,7 +5,7 @@ scored on fresh *test*-split problems in every cell of the paper's columns: in d
 op = max_op, the first OOD op and re-asked questions at that op. Each cell is scored on every population of
 :mod:`physlm.probing.igsm_examples` (all_param, G_d, and necessary / unnecessary A for dep and can_next); the
 nece probe of every layer is also scored on necessary parameters binned by their distance t from the query
-(Fig 10/14: rows with ``level = t``).
+(Fig 10/14: rows with ``level = t``, pooled over the cells, ``cell = "all cells"``).
 
 Controls: the same probe on a randomly initialised model of the same shape (``random_init``), and the majority
 class of the training labels of the same population (``majority``). Metrics: accuracy, balanced accuracy and
@@ -44,6 +44,8 @@ from physlm.probing.igsm_examples import (
 from physlm.probing.igsm_fit import FittedVProbe, fit_vprobe
 from physlm.probing.metrics import Metric, classification_metrics
 
+POOLED = "all cells"
+"""The ``cell`` of the layer-wise nece rows by distance t (pooled over the test cells)."""
 INFO_FILE = "probe_igsm.json"
 """Beside probe_results.csv: the config, example counts, stage times, convergence curves, first-wrong summary."""
 
@@ -85,7 +87,8 @@ class _Plan:
     layers: list[int]
     train: VProbeExamples
     tests: dict[tuple[str, str], VProbeExamples]
-    distance: tuple[VProbeExamples, Tensor] | None
+    distance: dict[str, tuple[VProbeExamples, Tensor]]
+    """per cell: nece examples of the necessary parameters at distance t >= 1, and each row's t"""
 
 
 def _plans(train_records: Sequence[dict], cells: Mapping[str, Sequence[dict]], config: IGSMProbeConfig,
@@ -102,9 +105,12 @@ def _plans(train_records: Sequence[dict], cells: Mapping[str, Sequence[dict]], c
                     tests[(cell, pop)] = build_examples(records, target, k, config.seed + 1, mode, n_ctx, pop)
                 except ValueError as exc:  # e.g. no unnecessary parameter in any problem of a tiny preset
                     log(f"probe {target}: no {cell} / {pop} examples ({exc})")
-        distance = None
+        distance = {}
         if target == "nece" and config.distance_bins:
-            distance = distance_examples(cells[base], config.distance_bins, mode, n_ctx)
+            for cell, records in cells.items():
+                found = distance_examples(records, config.distance_bins, mode, n_ctx)
+                if found is not None:
+                    distance[cell] = found
         layers = list(range(n_layers)) if target in config.layerwise else [n_layers - 1]
         plans.append(_Plan(target, N_CLASSES[target], layers, train, tests, distance))
         head = tests.get((base, "all_param"))
@@ -119,8 +125,11 @@ def _majority_rows(plan: _Plan, train_records: Sequence[dict], config: IGSMProbe
     train_labels = {"all_param": plan.train.labels}
     for (cell, pop), test in plan.tests.items():
         if pop not in train_labels:  # the majority of the same population's training draws
-            train_labels[pop] = build_examples(train_records, plan.target, config.draws_per_problem, config.seed,
-                                               config.embedding_update, n_ctx, pop).labels
+            try:
+                train_labels[pop] = build_examples(train_records, plan.target, config.draws_per_problem,
+                                                   config.seed, config.embedding_update, n_ctx, pop).labels
+            except ValueError:  # no such parameter among the training problems: the all_param majority
+                train_labels[pop] = plan.train.labels
         metrics = score(majority_prediction(train_labels[pop], len(test)), test, plan.n_classes, config)
         for layer in plan.layers:
             rows += result_rows(plan.target, layer, "majority", metrics, cell, pop, len(test))
@@ -165,7 +174,7 @@ def probe_igsm_models(
                     curve_on = None
                 fitted = fit_vprobe(model, plan.train, plan.n_classes, layer, config, cache=caches.get("train"),
                                     curve_on=curve_on, curve_cache=caches.get(base))
-                rows += _score_fitted(fitted, plan, layer, features, config, caches, base)
+                rows += _score_fitted(fitted, plan, layer, features, config, caches)
                 if fitted.curve is not None:
                     info["curves"][plan.target] = {"layer": layer, "cell": base, "population": "all_param",
                                                    "best_epoch": fitted.history.best_epoch[0], "epochs": fitted.curve}
@@ -178,21 +187,26 @@ def probe_igsm_models(
 
 
 def _score_fitted(fitted: FittedVProbe, plan: _Plan, layer: int, features: str, config: IGSMProbeConfig,
-                  caches: Mapping[str, PrefixCache], base: str) -> list[dict]:
+                  caches: Mapping[str, PrefixCache]) -> list[dict]:
     rows: list[dict] = []
     for (cell, pop), test in plan.tests.items():
         pred = fitted.predict(test, caches.get(cell))
         rows += result_rows(plan.target, layer, features, score(pred, test, plan.n_classes, config), cell, pop,
                             len(test))
-    if plan.distance is not None:
-        examples, distance = plan.distance
-        pred = fitted.predict(examples, caches.get(base))
-        for t in sorted(set(distance.tolist())):
-            keep = distance == t
-            metrics = classification_metrics(pred[keep], examples.labels[keep], examples.group[keep], 2,
-                                             n_boot=config.n_boot, seed=config.seed, per_class=False)
-            rows += result_rows(plan.target, layer, features, [m for m in metrics if m.name == "accuracy"], base,
-                                "necessary", int(keep.sum()), level=int(t))
+    if plan.distance:  # pooled over the cells: the OOD cells hold the larger distances
+        preds, labels, groups, distance = [], [], [], []
+        for i, (cell, (examples, t)) in enumerate(plan.distance.items()):
+            preds.append(fitted.predict(examples, caches.get(cell)))
+            labels.append(examples.labels)
+            groups.append(examples.group + i * 1_000_000)  # problems of different cells stay distinct
+            distance.append(t)
+        pred, label, group, dist = (torch.cat(x) for x in (preds, labels, groups, distance))
+        for t in sorted(set(dist.tolist())):
+            keep = dist == t
+            metrics = classification_metrics(pred[keep], label[keep], group[keep], 2, n_boot=config.n_boot,
+                                             seed=config.seed, per_class=False)
+            rows += result_rows(plan.target, layer, features, [m for m in metrics if m.name == "accuracy"],
+                                POOLED, "necessary", int(keep.sum()), level=int(t))
     return rows
 
 

@@ -58,3 +58,18 @@ def test_first_wrong_probe_runs_end_to_end(tiny_igsm_model, tiny_records):
     assert {r["population"] for r in rows} <= {"define", "first_wrong"}
     define = [r for r in rows if r["population"] == "define"]
     assert define and all(r["target"] == "can_next" and r["cell"] == "in_dist" for r in define)
+
+
+def test_labels_along_a_generated_order_with_a_parameter_outside_g_d():
+    """A model may compute an unused abstract parameter (correctly): the labels along its order still exist."""
+    from physlm.tasks.igsm import generate_problem, preset, problem_labels
+
+    rng = random.Random("outside")
+    for _ in range(200):
+        p = generate_problem(preset("tiny"), rng)
+        outside = [q for q in p.structure.all_params() if q[0] == 1 and q not in p.template.preds]
+        if outside:
+            break
+    labels = problem_labels(p, order=[outside[0], p.query])
+    i = labels.params.index(outside[0])
+    assert labels.known[1][i] == 1 and labels.value[1][i] == 23 and labels.can_next[1][i] == 0

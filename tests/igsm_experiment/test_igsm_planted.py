@@ -50,3 +50,17 @@ def test_nece_probe_reads_the_planted_label_of_the_queried_parameter(records, em
             assert value >= 0.98, f"the planted nece labels are not read at or after layer {PLANTED}: {where}"
         else:
             assert value <= 0.75, f"the probe reads nece labels that are not planted yet: {where}"
+
+
+def test_fused_vprobe_forward_steps_aside_when_a_hook_is_attached():
+    """The fused V-probe forwards skip hook points, so an attached hook must switch them off."""
+    from physlm.probing.igsm_cache import fused_suffix_supported
+
+    model = tiny_igsm_model()
+    assert fused_suffix_supported(model)
+    model.blocks[0].hook_resid_post.add_hook(lambda act, hook: act)
+    try:
+        assert not fused_suffix_supported(model)
+    finally:
+        model.reset_hooks()
+    assert fused_suffix_supported(model)

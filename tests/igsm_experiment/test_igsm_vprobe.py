@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from physlm.probing.fit import FitConfig
+from physlm.probing.igsm_examples import examples_from_rows
 from physlm.probing.igsm_vprobe import (
     TARGETS,
     CachedVProbe,
@@ -26,7 +27,6 @@ from physlm.probing.igsm_vprobe import (
     probe_igsm_models,
     problem_beliefs,
 )
-from physlm.probing.igsm_examples import examples_from_rows
 from physlm.probing.vprobe import LowRankEmbeddingProbe
 from physlm.results import CSV_COLUMNS
 
@@ -231,14 +231,14 @@ def test_probe_rows_with_controls_cells_populations_and_distance(
     assert {r["features"] for r in rows} == {"trained", "random_init", "majority"}
     assert all(set(CSV_COLUMNS) | {"cell", "population", "n_examples"} == set(r) for r in rows)
     assert all(0.0 <= r["ci_low"] <= r["value"] <= r["ci_high"] <= 1.0 for r in rows)
-    assert {r["cell"] for r in rows} == {"op<=4", "op=6"}
+    assert {r["cell"] for r in rows if r["level"] == 0} == {"op<=4", "op=6"}
     assert {r["population"] for r in rows if r["target"] == "nece" and r["level"] == 0} == {"all_param", "G_d"}
     assert {"necessary", "unnecessary"} & {r["population"] for r in rows if r["target"] == "can_next"}
     assert {r["layer"] for r in rows if r["target"] == "nece"} == {0, 1}
     assert {r["layer"] for r in rows if r["target"] == "dep"} == {1}
     distance = [r for r in rows if r["level"] > 0]
     assert distance and all(r["target"] == "nece" and r["population"] == "necessary" for r in distance)
-    assert {r["layer"] for r in distance} == {0, 1}
+    assert {r["layer"] for r in distance} == {0, 1} and {r["cell"] for r in distance} == {"all cells"}
     # the majority control predicts the most frequent training label (same population) for every test example
     train = build_examples(tiny_records[:3], "known", 3, 0, mode, 384)
     test = build_examples(tiny_records[3:], "known", 3, 1, mode, 384)

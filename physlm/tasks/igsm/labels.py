@@ -107,7 +107,9 @@ def problem_labels(problem: Problem, order: list[Param] | None = None) -> Proble
             for v in succs[done]:
                 missing[v] -= 1
         known.append([int(p in known_set) for p in params])
-        value.append([problem.values[p] if p in known_set else UNKNOWN_VALUE for p in params])
+        # .get: along a model-written ``order`` a computed parameter may lie outside G_d (an unused abstract
+        # parameter), which has no generated value
+        value.append([problem.values.get(p, UNKNOWN_VALUE) if p in known_set else UNKNOWN_VALUE for p in params])
         row = [int(p not in known_set and missing[p] == 0) for p in params]
         can_next.append(row)
         nece_next.append([c & e for c, e in zip(row, nece)])
