@@ -159,15 +159,19 @@ def train_probe(
     config: FitConfig = IGSM_VPROBE_FIT,
     class_weight: Float[Tensor, " classes"] | None = None,
     groups: Int[Tensor, " n"] | None = None,
-    on_epoch: Callable[[float, int], None] | None = None,
+    on_epoch: Callable[[float, float, int], None] | None = None,
 ) -> FitHistory:
     """Train ``probe`` (model frozen) on ``logits_fn(example indices)`` with AdamW and early stopping on a
-    held-out split of ``groups`` (whole problems; single examples when None); the best epoch's weights are kept.
+    held-out split of ``groups`` (whole problems; single examples when None).
 
-    Each epoch visits the problems in a fresh random order and a problem's draws in a random order, so a
-    minibatch holds the draws of a few problems (they share the cached prefix keys: several times cheaper per
-    step) and every draw is seen once per epoch. ``on_epoch(held-out loss, optimizer steps so far)`` runs after
-    every epoch (e.g. to record the test accuracy). LBFGS configs use :func:`physlm.probing.fit.train_layers`.
+    The held-out score is the balanced accuracy of a binary target (the accuracy of a multi-class one), ties
+    broken by the held-out loss: the stage reports accuracies, and the class-weighted loss of an imbalanced
+    target can rise (over-confidence) while its accuracy still climbs. The best epoch's weights are kept; a fit
+    stops after ``patience`` epochs without a better score. Each epoch visits the problems in a fresh random
+    order and a problem's draws in a random order, so a minibatch holds the draws of a few problems (they share
+    a prefix: several times cheaper per step) and every draw is seen once per epoch. ``on_epoch(held-out loss,
+    held-out score, optimizer steps so far)`` runs after every epoch (e.g. to record the test accuracy). LBFGS
+    configs use :func:`physlm.probing.fit.train_layers` (early stopping on the loss).
     """
     n = labels.shape[0]
     if int(labels.min()) < 0 or int(labels.max()) >= probe.n_classes:
@@ -179,46 +183,52 @@ def train_probe(
     device = next(probe.parameters()).device
     labels = labels.to(device)
     weight = None if class_weight is None else class_weight.to(device)
-    batch = config.batch_size
     steps = [0]
 
-    def loss(idx: Tensor) -> Tensor:
-        return per_layer_cross_entropy(logits_fn(idx)[:, None], labels[idx.to(device)], weight)
+    def loss(idx: Tensor, logits: Tensor | None = None) -> Tensor:
+        logits = logits_fn(idx) if logits is None else logits
+        return per_layer_cross_entropy(logits[:, None], labels[idx.to(device)], weight)
 
-    def val_loss() -> Tensor:
-        total = torch.zeros(1)
+    def held_out() -> tuple[float, float]:
+        total, pred = 0.0, []
         for s in range(0, len(val_idx), 256):
             idx = val_idx[s : s + 256]
-            total += loss(idx).detach().cpu() * len(idx)
-        value = total / len(val_idx)
+            logits = logits_fn(idx)
+            total += float(loss(idx, logits)) * len(idx)
+            pred.append(logits.argmax(-1).cpu())
+        truth, guess = labels[val_idx.to(device)].cpu(), torch.cat(pred)
+        if probe.n_classes == 2:  # balanced accuracy over the classes present
+            score = float(sum((guess[truth == c] == c).float().mean() for c in truth.unique()) / len(truth.unique()))
+        else:
+            score = float((guess == truth).float().mean())
         if on_epoch is not None:
-            on_epoch(float(value), steps[0])
-        return value
+            on_epoch(total / len(val_idx), score, steps[0])
+        return total / len(val_idx), score
 
     with probe._frozen_model():
         if config.optimizer != "adamw":
-            steps[0] = -1  # full-batch iterations: no minibatch count
-            return train_layers(probe, 1, train_idx, loss, val_loss, config, gen)
+            return train_layers(probe, 1, train_idx, loss, lambda: torch.tensor([held_out()[0]]), config, gen)
         params = [p for p in probe.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
         unit = (groups if groups is not None else torch.arange(n))[train_idx]
-        best, best_loss, best_epoch, bad, history = [p.detach().clone() for p in params], float("inf"), 0, 0, []
+        best, best_key, best_epoch, bad, history = [p.detach().clone() for p in params], None, 0, 0, []
         epoch = 0
         for epoch in range(1, config.max_epochs + 1):
             probe.train()
             rank = torch.randperm(int(unit.max()) + 1, generator=gen)[unit]  # a random order of the problems
             order = train_idx[torch.argsort(rank * len(unit) + torch.randperm(len(unit), generator=gen))]
-            for start in range(0, len(order), batch):
+            for start in range(0, len(order), config.batch_size):
                 opt.zero_grad(set_to_none=True)
-                loss(order[start : start + batch]).sum().backward()
+                loss(order[start : start + config.batch_size]).sum().backward()
                 opt.step()
                 steps[0] += 1
             probe.eval()
             with torch.no_grad():
-                val = float(val_loss())
-            history.append([val])
-            if val < best_loss - 1e-4 * abs(best_loss) or best_loss == float("inf"):
-                best, best_loss, best_epoch, bad = [p.detach().clone() for p in params], val, epoch, 0
+                val_loss, score = held_out()
+            history.append([val_loss])
+            key = (round(score, 6), -val_loss)  # a higher score, then a lower loss
+            if best_key is None or key > best_key:
+                best, best_key, best_epoch, bad = [p.detach().clone() for p in params], key, epoch, 0
             else:
                 bad += 1
                 if bad >= config.patience:
@@ -298,12 +308,12 @@ def fit_vprobe(
         curve_cache = PrefixCache.build(model, curve_on.docs)
     curve: list[dict] = []
 
-    def record(val_loss: float, steps: int) -> None:
+    def record(val_loss: float, val_score: float, steps: int) -> None:
         assert curve_on is not None
         metrics = {m.name: m.value for m in classification_metrics(
             fitted.predict(curve_on, curve_cache), curve_on.labels, curve_on.group, n_classes, n_boot=1,
             per_class=False)}
-        curve.append({"epoch": len(curve) + 1, "step": steps, "val_loss": val_loss,
+        curve.append({"epoch": len(curve) + 1, "step": steps, "val_loss": val_loss, "val_score": val_score,
                       "test_accuracy": metrics["accuracy"], "test_balanced_accuracy": metrics["balanced_accuracy"]})
 
     fitted.history = train_probe(
