@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         {
             "cfg": ("physlm.experiments.run_cfg:run_cfg", "the Part 1 CFG experiment (what `make demo` runs)"),
             "igsm": ("physlm.experiments.run_igsm:run_igsm", "the Part 2 iGSM experiment"),
+            "bio": ("physlm.experiments.run_bio:run_bio", "the Part 3.1 experiment: BIO pretrain, QA finetune, probes"),
         },
     ),
     "sweep": (

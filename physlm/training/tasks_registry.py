@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from physlm.tasks.base import Task
+from physlm.tasks.bio import BioConfig, BioTask
 from physlm.tasks.cfg.tokens import CFGTask, CFGTaskConfig
 from physlm.tasks.igsm import IGSMConfig, IGSMTask
 from physlm.tasks.igsm import preset as igsm_preset
@@ -48,11 +49,16 @@ def task_record(task_name: str, task: Task, options: dict[str, Any]) -> dict[str
     }
 
 
-def _make_config(cls: type, options: dict[str, Any], task_name: str, base: Any = None) -> Any:
+def _make_config(
+    cls: type, options: dict[str, Any], task_name: str, base: Any = None, extra: tuple[str, ...] = ()
+) -> Any:
+    # extra: options the factory consumed itself; named in the error so the list of options is complete
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - names)
     if unknown:
-        raise ValueError(f"task {task_name!r} has no option(s) {unknown}; its options are {sorted(names)}")
+        raise ValueError(
+            f"task {task_name!r} has no option(s) {unknown}; its options are {sorted(names | set(extra))}"
+        )
     return base.replace(**options) if base is not None else cls(**options)
 
 
@@ -72,5 +78,16 @@ def _build_igsm(**options: Any) -> Task:
     return IGSMTask(_make_config(IGSMConfig, options, "igsm", base), max_tokens=max_tokens)
 
 
+def _build_bio(**options: Any) -> Task:
+    """A bio task: BioConfig fields (``n_people``, ``augmentation``, ``n_celebrities``, ...) and ``qa_ratio``
+    (share of QA documents of P_train people, Part 3.1's mixed training; 0 = BIO pretraining only)."""
+    qa_ratio = options.pop("qa_ratio", 0.0)
+    # --task-option qa_ratio=1 arrives as the int 1 (JSON), so accept any real number here
+    if isinstance(qa_ratio, bool) or not isinstance(qa_ratio, (int, float)):
+        raise ValueError(f"task 'bio' option qa_ratio must be a number in [0, 1), got {qa_ratio!r}")
+    return BioTask(_make_config(BioConfig, options, "bio", extra=("qa_ratio",)), qa_ratio=float(qa_ratio))
+
+
+register_task("bio", _build_bio)
 register_task("cfg", _build_cfg)
 register_task("igsm", _build_igsm)

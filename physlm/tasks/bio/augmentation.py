@@ -140,4 +140,7 @@ def parse_augmentation(name: str) -> Augmentation:
         raise bad("multiM needs M >= 1")
     if reverse in (1, 2) and plain_permute:
         raise bad("reverse1/reverse2 fix the name's sentence, so they cannot be permuted")
+    if reverse is not None and fullname:
+        # The reverse sets exist to keep the name out of the other sentences; render would ignore fullname.
+        raise bad("the reverse sets name the person once, so they cannot take fullname")
     return Augmentation(name, entries, True, plain_permute, fullname, False, reverse)

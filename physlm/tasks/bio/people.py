@@ -6,6 +6,7 @@ exposure teaches nothing); only the wording varies between a person's biography 
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -80,9 +81,15 @@ class Person:
 
 def company_city_classes() -> tuple[int, ...]:
     """employer index -> index of its headquarters among the distinct company cities (133 classes)."""
-    cities = load_pools().company_cities
-    distinct = sorted(set(cities))
-    return tuple(distinct.index(c) for c in cities)
+    return _city_classes(load_pools().company_cities)
+
+
+@functools.lru_cache(maxsize=4)
+def _city_classes(cities: tuple[str, ...]) -> tuple[int, ...]:
+    # class_index runs once per probed person, and rebuilding this table (a sort and 263 list searches) each
+    # time dominated it; caching on the pool tuple itself stays right if the pools are ever reloaded.
+    distinct = {c: i for i, c in enumerate(sorted(set(cities)))}
+    return tuple(distinct[c] for c in cities)
 
 
 def n_classes(attribute: str) -> int:
@@ -112,7 +119,8 @@ def sample_people(
     if n + len(used) > pools.name_space:
         raise ValueError(
             f"{n} people (+{len(used)} already named) do not fit in the name space of {pools.name_space:,} "
-            "distinct full names (400 first x 400 middle x 1000 last)"
+            f"distinct full names ({len(pools.first_names)} first x {len(pools.middle_names)} middle x "
+            f"{len(pools.last_names)} last)"
         )
     if n + len(used) > pools.name_space // 2:
         # Rejection sampling slows to a crawl near a full name space; beyond half of it enumerate instead.

@@ -110,6 +110,19 @@ def _subject(person: Person, k: int, plan: EntryPlan, pools: Pools) -> tuple[str
     return person.pronoun(), False
 
 
+def _append(
+    out: tuple[list[str], list[int], list[bool], list[int]], piece: str, attr: int, is_name: bool, k: int
+) -> None:
+    """Tokenize ``piece`` onto ``out = (tokens, attribute, in_name, sentence)``, every token with the same
+    labels."""
+    tokens, attribute, in_name, sentence = out
+    words = tokenize(piece)
+    tokens.extend(words)
+    attribute.extend([attr] * len(words))
+    in_name.extend([is_name] * len(words))
+    sentence.extend([k] * len(words))
+
+
 def render_entry(person: Person, plan: EntryPlan, pools: Pools | None = None) -> RenderedEntry:
     """Write ``person`` with ``plan``: tokens, text and labels (labels are built with the tokens, never
     re-derived from the text)."""
@@ -123,12 +136,9 @@ def render_entry(person: Person, plan: EntryPlan, pools: Pools | None = None) ->
     name_span = (-1, -1)
     texts: list[str] = []
 
-    def add(piece: str, attr: int, is_name: bool, k: int) -> None:
-        words = tokenize(piece)
-        tokens.extend(words)
-        attribute.extend([attr] * len(words))
-        in_name.extend([is_name] * len(words))
-        sentence.extend([k] * len(words))
+    # one tuple of the four lists, filled by the module-level _append (a closure here would be rebuilt, and
+    # re-wrapped by the tests' runtime type checker, at every call)
+    out = (tokens, attribute, in_name, sentence)
 
     sentences = [(a, pools.templates[ATTRIBUTES[a]][plan.templates[a]]) for a in plan.order]
     if plan.reverse == 6:
@@ -136,24 +146,24 @@ def render_entry(person: Person, plan: EntryPlan, pools: Pools | None = None) ->
     for k, (a, template) in enumerate(sentences):
         subject, is_full = (person.full_name(pools), True) if a == NO_ATTRIBUTE else _subject(person, k, plan, pools)
         head, _, rest = template.partition("{name}")
-        add(head, NO_ATTRIBUTE, False, k)
+        _append(out, head, NO_ATTRIBUTE, False, k)
         if is_full and name_span[0] < 0:
             start = len(tokens)
-            add(subject, NO_ATTRIBUTE, True, k)
+            _append(out, subject, NO_ATTRIBUTE, True, k)
             name_span = (start, len(tokens))
         else:
-            add(subject, NO_ATTRIBUTE, is_full, k)
+            _append(out, subject, NO_ATTRIBUTE, is_full, k)
         if a == NO_ATTRIBUTE:
-            add(rest, NO_ATTRIBUTE, False, k)
+            _append(out, rest, NO_ATTRIBUTE, False, k)
             texts.append(template.replace("{name}", subject))
             continue
         before, _, after = rest.partition("{value}")
-        add(before, NO_ATTRIBUTE, False, k)
+        _append(out, before, NO_ATTRIBUTE, False, k)
         value = person.value(ATTRIBUTES[a], pools)
         value_start[a] = len(tokens)
-        add(value, a, False, k)
+        _append(out, value, a, False, k)
         value_end[a] = len(tokens)
-        add(after, NO_ATTRIBUTE, False, k)
+        _append(out, after, NO_ATTRIBUTE, False, k)
         texts.append(template.replace("{name}", subject).replace("{value}", value))
     return RenderedEntry(
         person_id=person.id,
