@@ -204,7 +204,7 @@ def test_configs_follow_the_experiment():
     default = BioExperimentConfig()
     assert (default.train.steps, default.train.batch_size, default.train.lr, default.train.warmup_steps) == (
         800, 16, 2e-3, 80)
-    assert (default.n_ctx, default.seq_len, default.model.preset, default.n_people) == (256, 256, "gpt_rot-small", 500)
+    assert (default.n_ctx, default.seq_len, default.model.preset, default.n_people) == (256, 256, "gpt_rot-small", 250)
     for bad in (dict(datasets=()), dict(datasets=("single", "single")), dict(seq_len=512),
                 dict(protocols=("lora", "lora")), dict(n_people=1)):
         with pytest.raises(ValueError):

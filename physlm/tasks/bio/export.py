@@ -4,8 +4,10 @@
 :func:`save_bio_datasets` saves both as ``DatasetDict`` s with ``train`` and ``test`` splits, so the trainer's
 ``dataset=`` option reads either directory (``DatasetDocuments`` takes ``train`` for training and ``test`` for
 the evaluation loss). Rows depend only on the config and the arguments: entries come from the world's fixed
-wordings, and every re-drawn wording of person ``p`` from ``random.Random(f"physlm/bio/{config.seed}/export/
-{seed}/{p}")``, a stream no other part of physlm uses. ``datasets`` is imported only inside these functions.
+wordings, and the re-drawn wordings of each person from its own :func:`export_rng` stream, which no other
+part of physlm uses. Rows are in person order; the trainer reads them in a seeded permutation per epoch, so
+a person's entries are spread over windows as :meth:`BioWorld.sample_entry` spreads them. ``datasets`` is
+imported only inside these functions.
 """
 
 from __future__ import annotations
