@@ -67,7 +67,7 @@ def train(
     Args:
         out: run directory; receives config.json, log.txt, metrics.jsonl, checkpoints/ and COMPLETE.train.
         config: training settings.
-        task: task name (cfg, igsm; default cfg).
+        task: task name (bio, cfg, igsm; default cfg).
         grammar: CFG grammar preset (cfg3b, cfg_small...) or file (task cfg; default: the task's default).
         task_option: more task options as key=value, e.g. corrupt_rate=0.1 (cfg) or preset=med (igsm).
         preset: model preset <variant>-<size>, e.g. gpt_rot-small (the default), gpt-tiny, gpt_uni-gpt2.

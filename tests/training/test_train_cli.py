@@ -73,7 +73,7 @@ def test_clear_errors(tmp_path):
         main(["train", "--out", str(tmp_path / "missing"), "--resume"])
     with pytest.raises(ValueError, match="pass only one"):
         main(["train", "--out", str(tmp_path / "x"), "--resume", "--overwrite"])
-    with pytest.raises(ValueError, match="unknown task 'nope'; choose one of cfg, igsm"):
+    with pytest.raises(ValueError, match="unknown task 'nope'; choose one of bio, cfg, igsm"):
         main(["train", "--out", str(tmp_path / "y"), "--task", "nope"])
     with pytest.raises(FileNotFoundError, match="not a physlm run directory"):
         main(["train", "--out", str(tmp_path / "x"), "--resume", "--grammar", "cfg3b"])
